@@ -1,1 +1,18 @@
+//! TucDesk service kit: what every service needs and nothing service-specific.
+//!
+//! - [`config`], [`telemetry`], [`trace_context`], [`http`], [`shutdown`]: process plumbing.
+//! - [`sql`], [`cache`], [`bus`], [`outbox`]: backends chosen by URL, each with a production
+//!   implementation and an embedded one behind the same interface.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace_context;
+
+pub mod bus;
+pub mod cache;
+pub mod outbox;
+pub mod redact;
+pub mod sql;
