@@ -1,1 +1,450 @@
-//! (being written)
+//! The ops HTTP server every service runs: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! ```no_run
+//! # async fn run(ops: tucdesk_svc::config::OpsArgs) -> Result<(), Box<dyn std::error::Error>> {
+//! use tucdesk_svc::http::{Metrics, Readiness, bind, ops_router, serve};
+//! use tucdesk_svc::shutdown::Shutdown;
+//!
+//! let shutdown = Shutdown::new();
+//! let metrics = Metrics::new("rendezvous", env!("CARGO_PKG_VERSION"))?;
+//! let readiness = Readiness::new().with_shutdown(shutdown.token());
+//! readiness.add_fn("database", || async { Ok(()) /* e.g. SELECT 1 */ });
+//!
+//! let listener = bind(ops.ops_addr).await?;
+//! let router = ops_router(metrics.registry().clone(), readiness.clone());
+//! tokio::spawn(serve(listener, router, shutdown.token()));
+//! # Ok(()) }
+//! ```
+//!
+//! The ops port has no authentication, so it serves nothing secret and accepts no changes:
+//! metric values, "alive", and the *names* of failing readiness checks. Failure details go to
+//! the log only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Time each readiness check gets before it counts as failed. Probes (Kubernetes default
+/// `timeoutSeconds: 1`) should allow a bit more than this, since checks run concurrently.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// How long [`serve`] waits, after cancellation, for open connections to finish before it
+/// returns anyway (an idle keep-alive connection or a slow scraper must not hold up exit).
+pub const OPS_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Content type of a JSON response body.
+const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Errors of the ops server and the metrics helper.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ops server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Binds the ops listener, naming the address in the error.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets open
+/// requests finish for up to [`OPS_SHUTDOWN_GRACE`], and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), HttpError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "ops server listening");
+    }
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    let grace_expired = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(OPS_SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(HttpError::Serve),
+        () = grace_expired => {
+            tracing::warn!(grace = ?OPS_SHUTDOWN_GRACE, "ops server connections still open at shutdown; closing");
+            Ok(())
+        }
+    }
+}
+
+/// The ops routes: `/metrics` from `registry`, `/healthz`, and `/readyz` from `readiness`.
+/// Merge service-specific routes into it, or serve it on its own port.
+pub fn ops_router(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(registry)
+        .route("/healthz", get(healthz_handler))
+        .route("/readyz", get(readyz_handler).with_state(readiness))
+}
+
+async fn metrics_handler(State(registry): State<Registry>) -> Response {
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&registry.gather(), &mut body) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Liveness: answering at all is the signal. Never checks dependencies, or a database outage
+/// would make the orchestrator restart every replica.
+async fn healthz_handler() -> Response {
+    json_response(StatusCode::OK, &Status { status: "ok" })
+}
+
+async fn readyz_handler(State(readiness): State<Readiness>) -> Response {
+    let report = readiness.evaluate().await;
+    let code = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, &report)
+}
+
+fn json_response<T: Serialize>(code: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (code, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], bytes).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode ops response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// One dependency the service needs before it can take traffic ("database", "bus", …).
+#[async_trait::async_trait]
+pub trait ReadinessCheck: Send + Sync {
+    /// Stable, non-secret name shown in `/readyz`.
+    fn name(&self) -> &str;
+    /// `Err(detail)` when not ready. The detail is logged, never sent to the prober, but
+    /// still must not contain secrets: pass URLs through [`crate::redact::redact_url`].
+    async fn check(&self) -> Result<(), String>;
+}
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A [`ReadinessCheck`] made from a name and an async closure.
+struct FnCheck {
+    name: String,
+    check: Box<dyn Fn() -> CheckFuture + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl ReadinessCheck for FnCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn check(&self) -> Result<(), String> {
+        (self.check)().await
+    }
+}
+
+/// The registered readiness checks of a service. Cheap to clone; clones share the checks, so
+/// a backend can register itself after the router was built.
+#[derive(Clone)]
+pub struct Readiness {
+    checks: Arc<RwLock<Vec<Arc<dyn ReadinessCheck>>>>,
+    timeout: Duration,
+    shutdown: Option<CancellationToken>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("checks", &self.check_names())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Outcome of one check, as reported by `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Failed,
+    Timeout,
+}
+
+/// One line of the `/readyz` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub status: CheckStatus,
+}
+
+/// The `/readyz` body: `{"status":"ready"|"not_ready"|"shutting_down","checks":[…],"failing":[…]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadinessReport {
+    #[serde(skip)]
+    pub ready: bool,
+    pub status: &'static str,
+    pub checks: Vec<CheckReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<String>,
+}
+
+impl Readiness {
+    /// No checks yet (so ready), [`DEFAULT_CHECK_TIMEOUT`] per check.
+    pub fn new() -> Self {
+        Self {
+            checks: Arc::new(RwLock::new(Vec::new())),
+            timeout: DEFAULT_CHECK_TIMEOUT,
+            shutdown: None,
+        }
+    }
+
+    /// Sets the time each check gets.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reports "shutting_down" (503) once `token` is cancelled, so load balancers stop sending
+    /// new work while in-flight work drains.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = Some(token);
+        self
+    }
+
+    /// Registers a check.
+    pub fn add(&self, check: impl ReadinessCheck + 'static) {
+        self.add_arc(Arc::new(check));
+    }
+
+    /// Registers a shared check (a backend handle that implements [`ReadinessCheck`]).
+    pub fn add_arc(&self, check: Arc<dyn ReadinessCheck>) {
+        // A poisoned lock only means a panic elsewhere while pushing; the Vec is still valid.
+        let mut checks = self.checks.write().unwrap_or_else(|e| e.into_inner());
+        checks.push(check);
+    }
+
+    /// Registers an async closure as a check named `name`.
+    pub fn add_fn<F, Fut>(&self, name: impl Into<String>, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(FnCheck {
+            name: name.into(),
+            check: Box::new(move || Box::pin(check())),
+        });
+    }
+
+    /// Names of the registered checks, in registration order.
+    pub fn check_names(&self) -> Vec<String> {
+        self.snapshot()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect()
+    }
+
+    fn snapshot(&self) -> Vec<Arc<dyn ReadinessCheck>> {
+        self.checks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Runs every check concurrently, each bounded by the timeout, and logs failures with
+    /// their detail.
+    pub async fn evaluate(&self) -> ReadinessReport {
+        if self.shutdown.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return ReadinessReport {
+                ready: false,
+                status: "shutting_down",
+                checks: Vec::new(),
+                failing: Vec::new(),
+            };
+        }
+        let checks = self.snapshot();
+        let timeout = self.timeout;
+        let results = futures::future::join_all(checks.iter().map(|check| async move {
+            let status = match tokio::time::timeout(timeout, check.check()).await {
+                Ok(Ok(())) => CheckStatus::Ok,
+                Ok(Err(detail)) => {
+                    tracing::warn!(check = check.name(), %detail, "readiness check failed");
+                    CheckStatus::Failed
+                }
+                Err(_) => {
+                    tracing::warn!(check = check.name(), ?timeout, "readiness check timed out");
+                    CheckStatus::Timeout
+                }
+            };
+            CheckReport {
+                name: check.name().to_owned(),
+                status,
+            }
+        }))
+        .await;
+        let failing: Vec<String> = results
+            .iter()
+            .filter(|r| r.status != CheckStatus::Ok)
+            .map(|r| r.name.clone())
+            .collect();
+        let ready = failing.is_empty();
+        ReadinessReport {
+            ready,
+            status: if ready { "ready" } else { "not_ready" },
+            checks: results,
+            failing,
+        }
+    }
+}
+
+/// Name of the build-info gauge (value 1, version in a label), the Prometheus convention.
+pub const BUILD_INFO_METRIC: &str = "tucdesk_build_info";
+/// Name of the process start time gauge, in Unix seconds (as the standard process collector).
+pub const START_TIME_METRIC: &str = "process_start_time_seconds";
+
+/// A service's Prometheus registry with a constant `service` label on every metric and the
+/// standard gauges already registered.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Creates the registry for `service` (e.g. "rendezvous") at `version`
+    /// (`env!("CARGO_PKG_VERSION")` of the binary).
+    pub fn new(service: &str, version: &str) -> Result<Self, HttpError> {
+        let labels = HashMap::from([("service".to_owned(), service.to_owned())]);
+        let registry = Registry::new_custom(None, Some(labels))?;
+
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                BUILD_INFO_METRIC,
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[version]).set(1);
+        registry.register(Box::new(build_info))?;
+
+        let start_time = IntGauge::new(
+            START_TIME_METRIC,
+            "Start time of the process since the Unix epoch, in seconds.",
+        )?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        start_time.set(now);
+        registry.register(Box::new(start_time))?;
+
+        Ok(Self { registry })
+    }
+
+    /// The registry: register the service's own metrics here, and pass a clone to
+    /// [`ops_router`].
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_checks_means_ready() {
+        let report = Readiness::new().evaluate().await;
+        assert!(report.ready);
+        assert_eq!(report.status, "ready");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_check_times_out_and_is_named() {
+        let readiness = Readiness::new().with_timeout(Duration::from_millis(50));
+        readiness.add_fn("database", || async { Ok(()) });
+        readiness.add_fn("bus", || async {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            Ok(())
+        });
+        let report = readiness.evaluate().await;
+        assert!(!report.ready);
+        assert_eq!(report.failing, vec!["bus".to_owned()]);
+        assert_eq!(report.checks[1].status, CheckStatus::Timeout);
+    }
+
+    #[tokio::test]
+    async fn shutting_down_is_not_ready() {
+        let token = CancellationToken::new();
+        let readiness = Readiness::new().with_shutdown(token.clone());
+        assert!(readiness.evaluate().await.ready);
+        token.cancel();
+        let report = readiness.evaluate().await;
+        assert!(!report.ready);
+        assert_eq!(report.status, "shutting_down");
+    }
+
+    #[test]
+    fn metrics_carry_the_service_label_and_build_info() {
+        let metrics = Metrics::new("relay", "1.2.3").unwrap();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics.registry().gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let build_info = text
+            .lines()
+            .find(|l| l.starts_with("tucdesk_build_info{"))
+            .unwrap();
+        assert!(build_info.ends_with("} 1"), "{text}");
+        assert!(build_info.contains("service=\"relay\""), "{text}");
+        assert!(build_info.contains("version=\"1.2.3\""), "{text}");
+        assert!(
+            text.contains("process_start_time_seconds{service=\"relay\"}"),
+            "{text}"
+        );
+    }
+}
