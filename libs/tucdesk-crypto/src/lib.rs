@@ -2,7 +2,45 @@
 //!
 //! Every other crate builds on these primitives; nothing else in the workspace
 //! touches raw key material or constructs signed byte strings itself.
+//!
+//! | module | construction |
+//! |---|---|
+//! | [`identity`], [`keyfile`] | Ed25519 identities, `agent_id`, fingerprint, JWK thumbprint, 0600 key files |
+//! | [`registration`] | registration proof (`tucdesk-register-v1`) and clock-skew rules |
+//! | [`handshake`] | X25519 + transcript hash + HKDF session keys, offer/answer signatures |
+//! | [`frame`] | AES-256-GCM frames with strictly increasing counters |
+//! | [`codes`] | support/enrollment codes: Crockford base32, keyed hash |
+//! | [`jws`], [`assertion`] | strict EdDSA compact JWS; service-to-service assertions |
+//! | [`hazmat`] | fixed-key constructors for vectors, fuzzing and benches only |
+//!
+//! The byte layouts are documented in each module and in the crate README;
+//! `tests/vectors.json` holds fixed vectors for other implementations.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod merkle;
+
+pub mod assertion;
+pub mod codes;
+pub mod frame;
+pub mod handshake;
+pub mod hazmat;
+pub mod identity;
+pub mod jws;
+pub mod keyfile;
+pub mod registration;
+pub mod rng;
+
+pub use assertion::{ServiceClaims, ServiceKeyring, ServiceSigner};
+pub use codes::{CodeHash, CodeHashKey, CodeKind, SupportCode};
+pub use frame::{Direction, FrameError, FrameOpener, FrameSealer, MAX_FRAME_LEN};
+pub use handshake::{
+    EphemeralPublic, EphemeralSecret, HandshakeError, OperatorHandshake, SessionAnswer,
+    SessionKeys, SessionOffer, agent_respond,
+};
+pub use identity::{Identity, IdentityError, PublicKey, Signature};
+pub use keyfile::KeyFileError;
+pub use registration::{
+    MAX_CLOCK_SKEW, REPLAY_WINDOW, RegistrationError, RegistrationProof, check_clock_skew,
+};
+pub use rng::RngError;
