@@ -3,6 +3,7 @@
 //! - [`config`], [`telemetry`], [`trace_context`], [`http`], [`shutdown`]: process plumbing.
 //! - [`sql`], [`cache`], [`bus`], [`outbox`]: backends chosen by URL, each with a production
 //!   implementation and an embedded one behind the same interface.
+//! - [`testing`]: isolated real-backend fixtures for every crate's tests.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -16,3 +17,4 @@ pub mod cache;
 pub mod outbox;
 pub mod redact;
 pub mod sql;
+pub mod testing;
