@@ -22,9 +22,10 @@ use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_log::AsLog;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, TelemetryArgs};
 use crate::redact::redact_url;
@@ -33,6 +34,11 @@ use crate::redact::redact_url;
 /// unreachable collector cannot hold up process exit; it fits inside the shutdown budget
 /// ([`crate::shutdown::DEFAULT_DRAIN_DEADLINE`] plus this stays under Kubernetes' 30 s).
 pub const TRACE_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Spans (and events inside them) at this level or above become OpenTelemetry spans,
+/// whatever the log filter says: trace context must flow even when logs are turned down, and
+/// `debug` spans would multiply export volume.
+pub const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// Version reported as `service.version` (all workspace crates share one version).
 const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -124,33 +130,42 @@ pub fn init(args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
 
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let json = wants_json(args.log_format, stderr_is_terminal);
-    let json_layer = json.then(|| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
-    });
-    let pretty_layer = (!json).then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_ansi(stderr_is_terminal)
-            .with_writer(std::io::stderr)
-    });
-    let otel_layer = tracing_opentelemetry::layer().with_tracer(tracer);
-
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(json_layer)
-        .with(pretty_layer)
-        .with(otel_layer)
-        .try_init();
-    if installed.is_err() {
+    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr),
+        )
+    } else {
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(stderr_is_terminal)
+                .with_writer(std::io::stderr),
+        )
+    };
+    // Separate filters: the log filter decides what is printed, not which spans exist, so
+    // `TUCDESK_LOG=warn` does not break trace propagation.
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(TRACE_LEVEL);
+    let subscriber = tracing_subscriber::registry()
+        .with(log_layer.with_filter(filter))
+        .with(otel_layer);
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
         // Someone (an earlier init, a test harness) owns the global subscriber. Leave it and
         // the global propagator/provider exactly as they are.
         let _ = provider.shutdown_with_timeout(TRACE_SHUTDOWN_TIMEOUT);
         return Err(TelemetryError::AlreadyInitialized);
     }
+    // Route records of `log`-based dependencies into the same pipeline. Done after the
+    // subscriber so `log` gets its max level, and separately so that a logger installed by
+    // someone else costs us those records, not the whole setup.
+    let log_bridge = tracing_log::LogTracer::builder()
+        .with_max_level(LevelFilter::current().as_log())
+        .init();
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
@@ -161,6 +176,9 @@ pub fn init(args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
         otlp_endpoint = args.otlp_endpoint().map(redact_url).as_deref().unwrap_or("off"),
         "telemetry initialised"
     );
+    if let Err(error) = log_bridge {
+        tracing::warn!(%error, "records of `log`-based libraries are not captured");
+    }
     Ok(TelemetryGuard {
         provider,
         exporting,
