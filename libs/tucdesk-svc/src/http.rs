@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -35,11 +35,17 @@ use http::{StatusCode, header};
 use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Time each readiness check gets before it counts as failed. Probes (Kubernetes default
 /// `timeoutSeconds: 1`) should allow a bit more than this, since checks run concurrently.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// How long a `/readyz` result is reused. Probes from several kubelets, load balancers and
+/// curious humans then cost the backends at most one round of checks per interval, and
+/// concurrent requests share one evaluation instead of each querying the database.
+pub const READINESS_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// How long [`serve`] waits, after cancellation, for open connections to finish before it
 /// returns anyway (an idle keep-alive connection or a slow scraper must not hold up exit).
@@ -185,9 +191,17 @@ impl ReadinessCheck for FnCheck {
 /// a backend can register itself after the router was built.
 #[derive(Clone)]
 pub struct Readiness {
-    checks: Arc<RwLock<Vec<Arc<dyn ReadinessCheck>>>>,
+    shared: Arc<Shared>,
     timeout: Duration,
     shutdown: Option<CancellationToken>,
+}
+
+struct Shared {
+    checks: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
+    /// Last evaluation and when it finished, reused for [`READINESS_CACHE_TTL`].
+    last: Mutex<Option<(Instant, ReadinessReport)>>,
+    /// Held while checks run, so concurrent requests wait for one evaluation.
+    in_flight: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -236,7 +250,11 @@ impl Readiness {
     /// No checks yet (so ready), [`DEFAULT_CHECK_TIMEOUT`] per check.
     pub fn new() -> Self {
         Self {
-            checks: Arc::new(RwLock::new(Vec::new())),
+            shared: Arc::new(Shared {
+                checks: RwLock::new(Vec::new()),
+                last: Mutex::new(None),
+                in_flight: tokio::sync::Mutex::new(()),
+            }),
             timeout: DEFAULT_CHECK_TIMEOUT,
             shutdown: None,
         }
@@ -262,9 +280,15 @@ impl Readiness {
 
     /// Registers a shared check (a backend handle that implements [`ReadinessCheck`]).
     pub fn add_arc(&self, check: Arc<dyn ReadinessCheck>) {
-        // A poisoned lock only means a panic elsewhere while pushing; the Vec is still valid.
-        let mut checks = self.checks.write().unwrap_or_else(|e| e.into_inner());
+        // A poisoned lock only means a panic elsewhere while pushing; the data is still valid.
+        let mut checks = self
+            .shared
+            .checks
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         checks.push(check);
+        // A cached "ready" predates the new check.
+        *self.shared.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Registers an async closure as a check named `name`.
@@ -288,14 +312,15 @@ impl Readiness {
     }
 
     fn snapshot(&self) -> Vec<Arc<dyn ReadinessCheck>> {
-        self.checks
+        self.shared
+            .checks
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Runs every check concurrently, each bounded by the timeout, and logs failures with
-    /// their detail.
+    /// The readiness report: "shutting_down" once the shutdown token is cancelled, otherwise
+    /// the result of the checks, run at most once per [`READINESS_CACHE_TTL`].
     pub async fn evaluate(&self) -> ReadinessReport {
         if self.shutdown.as_ref().is_some_and(|t| t.is_cancelled()) {
             return ReadinessReport {
@@ -305,6 +330,30 @@ impl Readiness {
                 failing: Vec::new(),
             };
         }
+        if let Some(report) = self.cached() {
+            return report;
+        }
+        let _in_flight = self.shared.in_flight.lock().await;
+        // Whoever held the lock before us may have just produced a fresh report.
+        if let Some(report) = self.cached() {
+            return report;
+        }
+        let report = self.run_checks().await;
+        *self.shared.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), report.clone()));
+        report
+    }
+
+    fn cached(&self) -> Option<ReadinessReport> {
+        let last = self.shared.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < READINESS_CACHE_TTL)
+            .map(|(_, report)| report.clone())
+    }
+
+    /// Runs every check concurrently, each bounded by the timeout, and logs failures with
+    /// their detail.
+    async fn run_checks(&self) -> ReadinessReport {
         let checks = self.snapshot();
         let timeout = self.timeout;
         let results = futures::future::join_all(checks.iter().map(|check| async move {
@@ -414,6 +463,32 @@ mod tests {
         assert!(!report.ready);
         assert_eq!(report.failing, vec!["bus".to_owned()]);
         assert_eq!(report.checks[1].status, CheckStatus::Timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_are_reused_briefly_and_shared_by_concurrent_probes() {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let readiness = Readiness::new();
+        let counter = runs.clone();
+        readiness.add_fn("database", move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(())
+            }
+        });
+        let probes = futures::future::join_all((0..5).map(|_| readiness.evaluate())).await;
+        assert!(probes.iter().all(|r| r.ready));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        tokio::time::advance(READINESS_CACHE_TTL).await;
+        readiness.evaluate().await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // A newly registered check is never hidden behind a cached "ready".
+        readiness.add_fn("bus", || async { Err("down".to_owned()) });
+        assert!(!readiness.evaluate().await.ready);
     }
 
     #[tokio::test]
