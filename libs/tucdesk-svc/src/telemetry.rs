@@ -65,8 +65,8 @@ pub enum TelemetryError {
 /// Keeps the tracer provider alive; dropping it flushes and shuts it down (bounded by
 /// [`TRACE_SHUTDOWN_TIMEOUT`]). Hold it in `main` until the service has stopped.
 ///
-/// Drop it on a multi-threaded runtime or outside the runtime: the final export needs the
-/// runtime to make progress while the dropping thread waits.
+/// Drop it while the (multi-threaded) Tokio runtime is still running, e.g. at the end of an
+/// async `main`: the final export runs on the runtime while the dropping thread waits.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts trace export down"]
 pub struct TelemetryGuard {
