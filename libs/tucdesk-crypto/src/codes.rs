@@ -144,17 +144,16 @@ impl SupportCode {
         s
     }
 
-    /// Keyed hash for storage and lookup.
-    pub fn hash(&self, key: &CodeHashKey, kind: CodeKind) -> CodeHash {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(key.0.as_slice()) {
-            Ok(m) => m,
-            // HMAC accepts keys of any length; unreachable in practice.
-            Err(_) => return CodeHash([0u8; CODE_HASH_LEN]),
-        };
+    /// Keyed hash for storage and lookup. HMAC accepts any key length, so
+    /// the error is unreachable today; it is still an error (never a fixed
+    /// fallback value, which would make every code match).
+    pub fn hash(&self, key: &CodeHashKey, kind: CodeKind) -> Result<CodeHash, CodeError> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(key.0.as_slice()).map_err(|_| CodeError::BadKey)?;
         mac.update(kind.domain());
         mac.update(&[0]);
         mac.update(self.0.as_slice());
-        CodeHash(mac.finalize().into_bytes().into())
+        Ok(CodeHash(mac.finalize().into_bytes().into()))
     }
 }
 
@@ -224,8 +223,8 @@ fn hex_lower(bytes: &[u8]) -> String {
 /// Normalises `input`, hashes it and compares with `stored` in constant
 /// time. Malformed input is simply "no match".
 pub fn verify_code(input: &str, key: &CodeHashKey, kind: CodeKind, stored: &CodeHash) -> bool {
-    match SupportCode::parse(input) {
-        Ok(code) => code.hash(key, kind) == *stored,
+    match SupportCode::parse(input).and_then(|code| code.hash(key, kind)) {
+        Ok(hash) => hash == *stored,
         Err(_) => false,
     }
 }

@@ -34,15 +34,17 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hkdf::Hkdf;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
-use crate::frame::{Direction, FrameOpener, FrameSealer};
 use crate::identity::{Identity, PUBLIC_KEY_LEN, PublicKey, Signature};
 use crate::rng::{RngError, random_secret};
+
+mod keys;
+pub use keys::SessionKeys;
+pub(crate) use keys::hkdf_sha256;
 
 /// Transcript-hash prefix and HKDF `info` (SPEC §5).
 pub const SESSION_DOMAIN: &[u8] = b"tucdesk-session-v1";
@@ -83,6 +85,9 @@ pub enum HandshakeError {
     /// The peer's ephemeral key is a low-order point (all-zero shared secret).
     #[error("peer ephemeral key is a low-order point")]
     NonContributory,
+    /// HKDF refused the output length (cannot happen for 64 bytes).
+    #[error("session key derivation failed")]
+    KeyDerivation,
     /// The OS RNG failed.
     #[error("OS random number generator failed")]
     Rng,
@@ -218,13 +223,6 @@ fn tagged(domain: &[u8], th: &[u8; TRANSCRIPT_HASH_LEN]) -> Vec<u8> {
     m.extend_from_slice(domain);
     m.extend_from_slice(th);
     m
-}
-
-/// HKDF-SHA256 (RFC 5869) extract-and-expand.
-pub(crate) fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8]) -> bool {
-    Hkdf::<Sha256>::new(Some(salt), ikm)
-        .expand(info, okm)
-        .is_ok()
 }
 
 /// Step 1 message: what the viewer sends in `CreateSession`.
@@ -363,114 +361,6 @@ pub(crate) fn agent_respond_with(
         signature: identity.sign_raw(&tagged(ANSWER_DOMAIN, &th)),
     };
     Ok((answer, keys))
-}
-
-/// The two direction keys of one session. Memory only; wiped on drop;
-/// `Debug` shows the session id and transcript hash, never the keys.
-pub struct SessionKeys {
-    session_id: String,
-    th: [u8; TRANSCRIPT_HASH_LEN],
-    op_to_agent: Zeroizing<[u8; SESSION_KEY_LEN]>,
-    agent_to_op: Zeroizing<[u8; SESSION_KEY_LEN]>,
-}
-
-impl SessionKeys {
-    fn derive(
-        shared: &Zeroizing<[u8; X25519_LEN]>,
-        th: [u8; TRANSCRIPT_HASH_LEN],
-        session_id: String,
-    ) -> Result<Self, HandshakeError> {
-        let mut okm = Zeroizing::new([0u8; 2 * SESSION_KEY_LEN]);
-        // 64 bytes is far below HKDF-SHA256's 255 × 32 limit, so expand
-        // cannot fail; treat it as a closed handshake if it ever does.
-        if !hkdf_sha256(shared.as_slice(), &th, SESSION_DOMAIN, okm.as_mut_slice()) {
-            return Err(HandshakeError::NonContributory);
-        }
-        let mut op_to_agent = Zeroizing::new([0u8; SESSION_KEY_LEN]);
-        let mut agent_to_op = Zeroizing::new([0u8; SESSION_KEY_LEN]);
-        op_to_agent.copy_from_slice(&okm[..SESSION_KEY_LEN]);
-        agent_to_op.copy_from_slice(&okm[SESSION_KEY_LEN..]);
-        Ok(Self {
-            session_id,
-            th,
-            op_to_agent,
-            agent_to_op,
-        })
-    }
-
-    /// The session id these keys belong to.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-
-    /// The transcript hash `th` (public; both sides can compare or log it).
-    pub fn transcript_hash(&self) -> [u8; TRANSCRIPT_HASH_LEN] {
-        self.th
-    }
-
-    /// Operator's optional signature over the full transcript.
-    pub fn confirm(&self, device: &Identity) -> Signature {
-        device.sign_raw(&tagged(CONFIRM_DOMAIN, &self.th))
-    }
-
-    /// Agent side check of [`SessionKeys::confirm`].
-    pub fn verify_confirmation(
-        &self,
-        operator_key: &PublicKey,
-        sig: &Signature,
-    ) -> Result<(), HandshakeError> {
-        operator_key
-            .verify_raw(&tagged(CONFIRM_DOMAIN, &self.th), sig)
-            .map_err(|_| HandshakeError::BadConfirmation)
-    }
-
-    /// Operator's ends: seal operator→agent, open agent→operator.
-    pub fn into_operator_channel(self) -> (FrameSealer, FrameOpener) {
-        (
-            FrameSealer::new(
-                &self.op_to_agent,
-                &self.session_id,
-                Direction::OperatorToAgent,
-                0,
-            ),
-            FrameOpener::new(
-                &self.agent_to_op,
-                &self.session_id,
-                Direction::AgentToOperator,
-            ),
-        )
-    }
-
-    /// Agent's ends: seal agent→operator, open operator→agent.
-    pub fn into_agent_channel(self) -> (FrameSealer, FrameOpener) {
-        (
-            FrameSealer::new(
-                &self.agent_to_op,
-                &self.session_id,
-                Direction::AgentToOperator,
-                0,
-            ),
-            FrameOpener::new(
-                &self.op_to_agent,
-                &self.session_id,
-                Direction::OperatorToAgent,
-            ),
-        )
-    }
-
-    /// Hazmat access for fixed test vectors: (op→agent, agent→op).
-    pub(crate) fn raw_keys(&self) -> (&[u8; SESSION_KEY_LEN], &[u8; SESSION_KEY_LEN]) {
-        (&self.op_to_agent, &self.agent_to_op)
-    }
-}
-
-impl fmt::Debug for SessionKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionKeys")
-            .field("session_id", &self.session_id)
-            .field("transcript_hash", &URL_SAFE_NO_PAD.encode(self.th))
-            .finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]

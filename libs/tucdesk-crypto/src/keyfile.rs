@@ -93,7 +93,12 @@ impl Identity {
     /// exists. The parent directory must exist (callers create it, ideally
     /// with mode 0700).
     pub fn save_to_file(&self, path: &Path) -> Result<(), KeyFileError> {
-        let encoded = self.encode_key_file();
+        let encoded = self
+            .encode_key_file()
+            .map_err(|reason| KeyFileError::Malformed {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         let mut file = create_private(path)?;
         file.write_all(encoded.as_bytes()).map_err(io_err(path))?;
         // Durable before we report success: losing an identity after the
@@ -132,23 +137,23 @@ impl Identity {
         })
     }
 
-    fn encode_key_file(&self) -> Zeroizing<String> {
+    fn encode_key_file(&self) -> Result<Zeroizing<String>, &'static str> {
         let seed = self.seed();
         let mut out = Zeroizing::new(String::with_capacity(128));
         out.push_str(KEY_FILE_HEADER);
         out.push('\n');
+        // Encode into a wiped fixed buffer (32 bytes = 43 characters) rather
+        // than through base64's internal scratch space.
         let mut b64 = Zeroizing::new([0u8; 43]);
-        // 32 bytes always encode to 43 unpadded characters.
-        if URL_SAFE_NO_PAD
+        let n = URL_SAFE_NO_PAD
             .encode_slice(*seed, b64.as_mut_slice())
-            .is_ok()
-        {
-            out.push_str(std::str::from_utf8(b64.as_slice()).unwrap_or_default());
-        }
+            .map_err(|_| "seed encoding failed")?;
+        let text = std::str::from_utf8(&b64[..n]).map_err(|_| "seed encoding failed")?;
+        out.push_str(text);
         out.push('\n');
         out.push_str(&self.agent_id());
         out.push('\n');
-        out
+        Ok(out)
     }
 
     fn decode_key_file(content: &[u8]) -> Result<Self, &'static str> {

@@ -215,7 +215,7 @@ fn codes_section() -> Value {
                 "input": input,
                 "normalized": code.normalized().as_str(),
                 "display": code.display().as_str(),
-                "hash_hex": hex::encode(code.hash(&key, *kind).to_bytes()),
+                "hash_hex": hex::encode(code.hash(&key, *kind).unwrap().to_bytes()),
             })
         })
         .collect();
