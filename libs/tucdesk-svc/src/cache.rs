@@ -180,8 +180,13 @@ impl MemoryReplayCache {
 impl ReplayCache for MemoryReplayCache {
     async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
         check_args(key, ttl)?;
-        // `or_insert` is atomic per key: of concurrent callers exactly one sees a fresh entry.
-        let entry = self.entries.entry(key.to_owned()).or_insert(ttl).await;
+        // `or_insert_with` coalesces concurrent initialisations of one key, so exactly one
+        // caller sees a fresh entry. (`or_insert` is a plain get-then-insert and races.)
+        let entry = self
+            .entries
+            .entry(key.to_owned())
+            .or_insert_with(async move { ttl })
+            .await;
         Ok(entry.is_fresh())
     }
 

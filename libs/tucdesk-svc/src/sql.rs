@@ -75,7 +75,7 @@ pub enum Engine {
 
 /// A service's migrations for both engines, embedded at compile time with `sqlx::migrate!`:
 ///
-/// ```ignore
+/// ```text
 /// static PG: Migrator = sqlx::migrate!("../../migrations/auth/postgres");
 /// static LITE: Migrator = sqlx::migrate!("../../migrations/auth/sqlite");
 /// const MIGRATIONS: Migrations = Migrations { postgres: &PG, sqlite: &LITE };
