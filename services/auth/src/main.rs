@@ -1,0 +1,2 @@
+//! `tucdesk-auth`: the auth service binary (being written).
+fn main() {}
