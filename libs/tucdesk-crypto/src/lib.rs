@@ -10,6 +10,7 @@
 //! | [`handshake`] | X25519 + transcript hash + HKDF session keys, offer/answer signatures |
 //! | [`frame`] | AES-256-GCM frames with strictly increasing counters |
 //! | [`codes`] | support/enrollment codes: Crockford base32, keyed hash |
+//! | [`device_proof`] | operator device-key proofs over a request context (`tucdesk-device-proof-v1`) |
 //! | [`jws`], [`assertion`] | strict EdDSA compact JWS; service-to-service assertions |
 //! | [`hazmat`] | fixed-key constructors for vectors, fuzzing and benches only |
 //!
@@ -22,6 +23,7 @@ pub mod merkle;
 
 pub mod assertion;
 pub mod codes;
+pub mod device_proof;
 pub mod frame;
 pub mod handshake;
 pub mod hazmat;
@@ -33,6 +35,7 @@ pub mod rng;
 
 pub use assertion::{ServiceClaims, ServiceKeyring, ServiceSigner};
 pub use codes::{CodeHash, CodeHashKey, CodeKind, SupportCode};
+pub use device_proof::{DeviceProof, DeviceProofContext, DeviceProofError};
 pub use frame::{Direction, FrameError, FrameOpener, FrameSealer, MAX_FRAME_LEN};
 pub use handshake::{
     EphemeralPublic, EphemeralSecret, HandshakeError, OperatorHandshake, SessionAnswer,
