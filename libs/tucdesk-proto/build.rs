@@ -58,6 +58,9 @@ fn run() -> Result<(), String> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Methods a service has not implemented answer UNIMPLEMENTED instead of needing
+        // hand-written stubs, so services grow method by method.
+        .generate_default_stubs(true)
         // No generated `XClient::connect(url)` helper: AgentLink has an RPC
         // named `Connect`, which would clash with it. Callers build a
         // `tonic::transport::Channel` (with their TLS, timeouts and message

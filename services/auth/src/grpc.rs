@@ -1,0 +1,189 @@
+//! gRPC adapter: turns `AuthService` calls into [`Auth`] operations. Methods not listed here
+//! answer UNIMPLEMENTED (generated default stubs) until their issue lands.
+
+use std::net::IpAddr;
+
+use tonic::{Request, Response, Status};
+use tucdesk_proto::v1::auth_service_server::AuthService;
+use tucdesk_proto::v1::{
+    AcceptInviteRequest, AcceptInviteResponse, BeginDeviceBindingRequest,
+    BeginDeviceBindingResponse, GetJwksRequest, Jwk as ProtoJwk, Jwks as ProtoJwks, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, PrincipalInfo, RefreshRequest, TokenPair,
+    TotpRequired, WhoAmIRequest, WhoAmIResponse, login_response,
+};
+use tucdesk_token::AccessClaims;
+
+use crate::error::AuthError;
+use crate::login::{IssuedTokens, LoginOutcome};
+use crate::password::Password;
+use crate::service::Auth;
+use crate::store::timestamp;
+
+/// Longest `authorization` header value accepted.
+const MAX_BEARER_LEN: usize = 8 * 1024;
+
+/// The tonic service; wrap with `AuthServiceServer::new`.
+#[derive(Debug, Clone)]
+pub struct AuthGrpc {
+    auth: Auth,
+}
+
+impl AuthGrpc {
+    pub fn new(auth: Auth) -> Self {
+        Self { auth }
+    }
+
+    fn claims<T>(&self, request: &Request<T>) -> Result<AccessClaims, AuthError> {
+        let bearer = bearer(request)?;
+        self.auth.authenticate(bearer)
+    }
+}
+
+/// The access token from `authorization: Bearer …`.
+pub fn bearer<T>(request: &Request<T>) -> Result<&str, AuthError> {
+    let value = request
+        .metadata()
+        .get(tucdesk_proto::metadata::AUTHORIZATION)
+        .ok_or(AuthError::Unauthenticated("an access token is required"))?
+        .to_str()
+        .map_err(|_| AuthError::Unauthenticated("malformed authorization header"))?;
+    if value.len() > MAX_BEARER_LEN {
+        return Err(AuthError::Unauthenticated("authorization header too long"));
+    }
+    value
+        .strip_prefix("Bearer ")
+        .ok_or(AuthError::Unauthenticated("expected a Bearer token"))
+}
+
+fn source<T>(request: &Request<T>) -> Option<IpAddr> {
+    request.remote_addr().map(|addr| addr.ip())
+}
+
+fn token_pair(tokens: IssuedTokens) -> TokenPair {
+    TokenPair {
+        access_token: tokens.access_token,
+        access_token_expires_at: Some(timestamp(tokens.access_expires_at_ms)),
+        refresh_token: tokens.refresh.token.to_string(),
+        refresh_token_expires_at: Some(timestamp(tokens.refresh.expires_at_ms)),
+        user: Some(tokens.user.to_proto()),
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthGrpc {
+    async fn get_jwks(
+        &self,
+        _request: Request<GetJwksRequest>,
+    ) -> Result<Response<ProtoJwks>, Status> {
+        let ring = self.auth.keys().ring();
+        let keys = ring
+            .published
+            .iter()
+            .map(|key| ProtoJwk {
+                kid: key.kid.clone(),
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x: key.public_key.jwk_x(),
+                alg: "EdDSA".into(),
+                r#use: "sig".into(),
+                not_before: Some(timestamp(key.created_at_ms)),
+                not_after: key.published_until_ms.map(timestamp),
+            })
+            .collect();
+        Ok(Response::new(ProtoJwks { keys }))
+    }
+
+    async fn begin_device_binding(
+        &self,
+        _request: Request<BeginDeviceBindingRequest>,
+    ) -> Result<Response<BeginDeviceBindingResponse>, Status> {
+        let (challenge, expires_at_ms) = self.auth.begin_device_binding()?;
+        Ok(Response::new(BeginDeviceBindingResponse {
+            challenge,
+            expires_at: Some(timestamp(expires_at_ms)),
+        }))
+    }
+
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let source = source(&request);
+        let result = match self.auth.login(request.get_ref(), source).await? {
+            LoginOutcome::Tokens(tokens) => login_response::Result::Tokens(token_pair(*tokens)),
+            LoginOutcome::TotpRequired => login_response::Result::TotpRequired(TotpRequired {}),
+        };
+        Ok(Response::new(LoginResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<TokenPair>, Status> {
+        let request = request.into_inner();
+        let tokens = self
+            .auth
+            .refresh(&request.refresh_token, request.device_proof.as_ref())
+            .await?;
+        Ok(Response::new(token_pair(tokens)))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<LogoutRequest>,
+    ) -> Result<Response<LogoutResponse>, Status> {
+        let request = request.into_inner();
+        self.auth
+            .logout(&request.refresh_token, request.all_devices)
+            .await?;
+        Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let claims = self.claims(&request)?;
+        let user = self.auth.whoami(&claims).await?;
+        let principal = PrincipalInfo {
+            kind: if claims.client_id.is_some() {
+                "ai_agent"
+            } else {
+                "user"
+            }
+            .into(),
+            device_key_thumbprint: claims
+                .cnf
+                .as_ref()
+                .map(|cnf| cnf.jkt.clone())
+                .unwrap_or_default(),
+            scope: claims.scp.clone().unwrap_or_default(),
+            client_id: claims.client_id.clone().unwrap_or_default(),
+        };
+        Ok(Response::new(WhoAmIResponse {
+            user: Some(user.to_proto()),
+            principal: Some(principal),
+            expires_at: Some(timestamp(
+                i64::try_from(claims.exp)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000),
+            )),
+        }))
+    }
+
+    async fn accept_invite(
+        &self,
+        request: Request<AcceptInviteRequest>,
+    ) -> Result<Response<AcceptInviteResponse>, Status> {
+        let request = request.into_inner();
+        let user = self
+            .auth
+            .accept_invite(&request.invite_token, Password::new(request.password))
+            .await?;
+        Ok(Response::new(AcceptInviteResponse {
+            user: Some(user.to_proto()),
+        }))
+    }
+}
