@@ -3,6 +3,7 @@
 //! - [`config`], [`telemetry`], [`trace_context`], [`http`], [`shutdown`]: process plumbing.
 //! - [`sql`], [`cache`], [`bus`], [`outbox`]: backends chosen by URL, each with a production
 //!   implementation and an embedded one behind the same interface.
+//! - [`ratelimit`]: per-key attempt limits with lockout (logins, support codes, registrations).
 //! - [`testing`]: isolated real-backend fixtures for every crate's tests.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod trace_context;
 pub mod bus;
 pub mod cache;
 pub mod outbox;
+pub mod ratelimit;
 pub mod redact;
 pub mod sql;
 pub mod testing;
