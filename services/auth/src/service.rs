@@ -93,6 +93,7 @@ impl Auth {
         kek: Kek,
         passwords: PasswordHasher,
     ) -> Result<Self, AuthError> {
+        check_lifetimes(&config)?;
         let kek = Arc::new(kek);
         backends
             .bus
@@ -258,6 +259,26 @@ impl Auth {
             .access_ttl
             .max(self.inner.config.session_ttl)
     }
+}
+
+/// Refuses lifetimes every verifier would reject (tucdesk-token's caps), at startup rather
+/// than on the first request.
+fn check_lifetimes(config: &AuthConfig) -> Result<(), AuthError> {
+    let access = config.access_ttl.as_secs();
+    if access == 0 || access > tucdesk_token::MAX_ACCESS_TOKEN_LIFETIME_SECS {
+        return Err(AuthError::InvalidArgument(format!(
+            "access token lifetime must be between 1 s and {} s",
+            tucdesk_token::MAX_ACCESS_TOKEN_LIFETIME_SECS
+        )));
+    }
+    let session = config.session_ttl.as_secs();
+    if session == 0 || session > tucdesk_token::MAX_SESSION_TOKEN_LIFETIME_SECS {
+        return Err(AuthError::InvalidArgument(format!(
+            "session token lifetime must be between 1 s and {} s",
+            tucdesk_token::MAX_SESSION_TOKEN_LIFETIME_SECS
+        )));
+    }
+    Ok(())
 }
 
 /// Parses `name=<base64url public key>` entries into the keyring that authenticates
