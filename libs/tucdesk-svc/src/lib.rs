@@ -4,6 +4,7 @@
 //! - [`sql`], [`cache`], [`bus`], [`outbox`]: backends chosen by URL, each with a production
 //!   implementation and an embedded one behind the same interface.
 //! - [`ratelimit`]: per-key attempt limits with lockout (logins, support codes, registrations).
+//! - [`audit_events`]: audit events into the outbox, the one way every service records actions.
 //! - [`testing`]: isolated real-backend fixtures for every crate's tests.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
 
+pub mod audit_events;
 pub mod bus;
 pub mod cache;
 pub mod outbox;
