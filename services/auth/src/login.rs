@@ -267,7 +267,21 @@ impl Auth {
             if request.totp_code.trim().is_empty() {
                 return Ok(LoginOutcome::TotpRequired);
             }
-            let step = self.check_totp(&user, &request.totp_code)?;
+            let step = match self.check_totp(&user, &request.totp_code) {
+                Ok(step) => step,
+                Err(err) => {
+                    drop(tx);
+                    self.audit_login_failure(
+                        &user.team_id,
+                        Some(&user),
+                        &email,
+                        "totp_invalid",
+                        source,
+                    )
+                    .await?;
+                    return Err(err);
+                }
+            };
             if !store::set_totp_last_step(&mut tx, &user.id, step).await? {
                 drop(tx);
                 self.audit_login_failure(&user.team_id, Some(&user), &email, "totp_reused", source)
