@@ -186,4 +186,12 @@ impl AuthService for AuthGrpc {
             user: Some(user.to_proto()),
         }))
     }
+
+    // -- account self-service (password, TOTP enrolment, device key): account.rs --
+
+    // -- user administration: admin.rs --
+
+    // -- support codes: support_codes.rs --
+
+    // -- OAuth clients and grants: oauth.rs --
 }

@@ -6,6 +6,7 @@
 //! `tucdesk-standalone` run the service in-process exactly as `main.rs` does.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod challenge;
 pub mod config;
 pub mod error;
