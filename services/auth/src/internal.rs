@@ -180,6 +180,11 @@ impl Auth {
         .context("ttl_seconds", ttl);
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().issued("session");
+        self.metrics()
+            .tokens_issued
+            .with_label_values(&["relay"])
+            .inc_by(2);
 
         let expires_at = timestamp(i64::try_from(exp).unwrap_or(i64::MAX).saturating_mul(1000));
         Ok(MintSessionTokenResponse {

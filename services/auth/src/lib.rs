@@ -15,6 +15,7 @@ pub mod http;
 pub mod internal;
 pub mod keys;
 pub mod login;
+pub mod metrics;
 pub mod password;
 pub mod refresh;
 pub mod secrets;

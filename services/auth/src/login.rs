@@ -234,8 +234,10 @@ impl Auth {
             .as_ref()
             .map_or(SYSTEM_TEAM, |u| u.team_id.as_str())
             .to_owned();
-        for decision in [account, by_source] {
+        for (limit, decision) in [("account", account), ("source", by_source)] {
             if let Decision::Locked { retry_after } = decision {
+                self.metrics().login("locked");
+                self.metrics().lockouts.with_label_values(&[limit]).inc();
                 self.audit_login_failure(&team_for_audit, user.as_ref(), &email, "locked", source)
                     .await?;
                 return Err(AuthError::Locked { retry_after });
@@ -252,11 +254,13 @@ impl Auth {
             .await
             .map_err(|err| AuthError::internal("password verification", err))?;
         let Some(user) = user.filter(|_| matched) else {
+            self.metrics().login("invalid_credentials");
             self.audit_login_failure(&team_for_audit, None, &email, "invalid_credentials", source)
                 .await?;
             return Err(AuthError::InvalidCredentials);
         };
         if user.disabled {
+            self.metrics().login("disabled");
             self.audit_login_failure(&user.team_id, Some(&user), &email, "disabled", source)
                 .await?;
             return Err(AuthError::Disabled);
@@ -265,6 +269,7 @@ impl Auth {
         let mut tx = self.db().begin().await?;
         if user.totp_enabled {
             if request.totp_code.trim().is_empty() {
+                self.metrics().login("totp_required");
                 return Ok(LoginOutcome::TotpRequired);
             }
             let step = match self.check_totp(&user, &request.totp_code) {
@@ -330,6 +335,9 @@ impl Auth {
         }
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().login("success");
+        self.metrics().issued("access");
+        self.metrics().issued("refresh");
         Ok(LoginOutcome::Tokens(Box::new(IssuedTokens {
             access_token,
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,

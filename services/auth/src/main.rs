@@ -90,14 +90,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding HTTP on {}", cli.auth.http_addr))?;
             let ops_listener = tucdesk_svc::http::bind(cli.ops.ops_addr).await?;
-            let metrics = tucdesk_svc::http::Metrics::new("auth", env!("CARGO_PKG_VERSION"))?;
             let readiness = tucdesk_svc::http::Readiness::new().with_shutdown(shutdown.clone());
             let db = auth.db().clone();
             readiness.add_fn("database", move || {
                 let db = db.clone();
                 async move { db.ping().await.map_err(|err| err.to_string()) }
             });
-            let ops_router = tucdesk_svc::http::ops_router(metrics.registry().clone(), readiness);
+            let ops_router =
+                tucdesk_svc::http::ops_router(auth.metrics().registry().clone(), readiness);
             tracing::info!(grpc = %cli.auth.grpc_addr, http = %cli.auth.http_addr, "tucdesk-auth serving");
             let ops_server = tucdesk_svc::http::serve(ops_listener, ops_router, shutdown.clone());
             let (served, ops_served) = tokio::join!(serve(auth, grpc, http, shutdown), ops_server);

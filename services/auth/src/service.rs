@@ -82,6 +82,7 @@ pub(crate) struct Inner {
     pub outbox: OutboxPublisher,
     pub passwords: PasswordHasher,
     pub service_keys: ServiceKeyring,
+    pub metrics: crate::metrics::AuthMetrics,
 }
 
 impl Auth {
@@ -113,6 +114,7 @@ impl Auth {
                 kek,
                 passwords,
                 service_keys,
+                metrics: crate::metrics::AuthMetrics::new()?,
                 config,
             }),
         })
@@ -128,6 +130,10 @@ impl Auth {
 
     pub fn keys(&self) -> &SigningKeys {
         &self.inner.keys
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::AuthMetrics {
+        &self.inner.metrics
     }
 
     pub fn outbox(&self) -> &OutboxPublisher {

@@ -45,6 +45,7 @@ impl Auth {
                         .context("family_id", family.id.as_str());
                 self.audit(&mut tx, record).await?;
                 self.commit(tx).await?;
+                self.metrics().refresh_reuse.inc();
                 return Err(AuthError::TokenReused);
             }
             Rotation::Rotated { family, next } => (family, next),
@@ -86,6 +87,8 @@ impl Auth {
             .context("generation", family.generation);
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().issued("access");
+        self.metrics().issued("refresh");
         Ok(IssuedTokens {
             access_token,
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,

@@ -145,6 +145,15 @@ async fn repeated_failures_lock_the_account(t: TestAuth) {
     assert_eq!(reason(&locked), RejectReason::AccountLocked);
     let detail = tucdesk_auth::error::error_detail(&locked).unwrap();
     assert!(detail.retry_after_ms > 0);
+    let metrics = t.auth.metrics();
+    assert_eq!(metrics.lockouts.with_label_values(&["account"]).get(), 1);
+    assert_eq!(
+        metrics
+            .logins
+            .with_label_values(&["invalid_credentials"])
+            .get(),
+        u64::from(limit)
+    );
     assert!(
         t.audit_actions()
             .await
