@@ -32,3 +32,26 @@ demo: ## Run the whole system on embedded defaults (arrives with the agent/viewe
 	@echo "make demo: the standalone stack (tucdesk-standalone, agent, viewer) is not built yet;" >&2
 	@echo "it lands with the agent and viewer issue. Today: 'make test' runs everything that exists." >&2
 	@exit 2
+
+# Fuzzing needs nightly and cargo-fuzz (`cargo install cargo-fuzz --locked`); see
+# docs/fuzzing.md. The fuzz crate is its own workspace with its own target dir, so the
+# sanitizer builds never mix with the cache above.
+FUZZ_SECONDS ?= 30
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_ENV := CARGO_TARGET_DIR=$(CURDIR)/fuzz/target
+
+.PHONY: fuzz fuzz-check
+
+fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 30) each, seeds and regressions first
+	@failed=""; \
+	for t in $$($(FUZZ_ENV) $(FUZZ_CARGO) fuzz list); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		mkdir -p fuzz/corpus/$$t; \
+		regressions=""; [ -d fuzz/regressions/$$t ] && regressions=fuzz/regressions/$$t; \
+		$(FUZZ_ENV) $(FUZZ_CARGO) fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t $$regressions -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failing targets:$$failed (inputs in fuzz/artifacts/)" >&2; exit 1; fi
+
+fuzz-check: ## Build every fuzz target without running it (nightly + cargo-fuzz)
+	$(FUZZ_ENV) $(FUZZ_CARGO) fuzz build
