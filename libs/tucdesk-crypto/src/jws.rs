@@ -132,7 +132,7 @@ pub fn decode(token: &str, max_len: usize) -> Result<UnverifiedJws<'_>, JwsError
     };
     let header_json = b64_part(h, "header encoding")?;
     let header: JwsHeader =
-        serde_json::from_slice(&header_json).map_err(|_| JwsError::Malformed("header"))?;
+        crate::json::from_json_object(&header_json).map_err(|_| JwsError::Malformed("header"))?;
     if header.alg != ALG_EDDSA {
         return Err(JwsError::UnsupportedAlgorithm);
     }
@@ -194,6 +194,6 @@ impl VerifiedJws {
     /// Deserialises the authenticated payload into `T` (use
     /// `#[serde(deny_unknown_fields)]` on `T` for strictness).
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, JwsError> {
-        serde_json::from_slice(&self.payload).map_err(|_| JwsError::Malformed("claims"))
+        crate::json::from_json_object(&self.payload).map_err(|_| JwsError::Malformed("claims"))
     }
 }

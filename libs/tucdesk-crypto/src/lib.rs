@@ -28,6 +28,7 @@ pub mod frame;
 pub mod handshake;
 pub mod hazmat;
 pub mod identity;
+pub mod json;
 pub mod jws;
 pub mod keyfile;
 pub mod registration;

@@ -189,7 +189,114 @@ impl AuthService for AuthGrpc {
 
     // -- account self-service (password, TOTP enrolment, device key): account.rs --
 
+    async fn change_password(
+        &self,
+        request: Request<tucdesk_proto::v1::ChangePasswordRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ChangePasswordResponse>, Status> {
+        self.auth.change_password(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::ChangePasswordResponse {}))
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        request: Request<tucdesk_proto::v1::BeginTotpEnrollmentRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::BeginTotpEnrollmentResponse>, Status> {
+        let enrollment = self.auth.begin_totp_enrollment(&request).await?;
+        Ok(Response::new(
+            tucdesk_proto::v1::BeginTotpEnrollmentResponse {
+                secret_base32: enrollment.secret_base32.to_string(),
+                otpauth_uri: enrollment.otpauth_uri.to_string(),
+                expires_at: Some(timestamp(enrollment.expires_at_ms)),
+            },
+        ))
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<tucdesk_proto::v1::ConfirmTotpEnrollmentRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ConfirmTotpEnrollmentResponse>, Status> {
+        let codes = self.auth.confirm_totp_enrollment(&request).await?;
+        Ok(Response::new(
+            tucdesk_proto::v1::ConfirmTotpEnrollmentResponse {
+                recovery_codes: codes.iter().map(|code| code.to_string()).collect(),
+            },
+        ))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<tucdesk_proto::v1::DisableTotpRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::DisableTotpResponse>, Status> {
+        self.auth.disable_totp(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::DisableTotpResponse {}))
+    }
+
+    async fn bind_device_key(
+        &self,
+        request: Request<tucdesk_proto::v1::BindDeviceKeyRequest>,
+    ) -> Result<Response<TokenPair>, Status> {
+        let tokens = self.auth.bind_device_key(&request).await?;
+        Ok(Response::new(token_pair(tokens)))
+    }
+
     // -- user administration: admin.rs --
+
+    async fn create_user(
+        &self,
+        request: Request<tucdesk_proto::v1::CreateUserRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::CreateUserResponse>, Status> {
+        let created = self.auth.create_user(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::CreateUserResponse {
+            user: Some(created.user.to_proto()),
+            invite_token: created.invite_token.to_string(),
+            invite_expires_at: Some(timestamp(created.invite_expires_at_ms)),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<tucdesk_proto::v1::ListUsersRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ListUsersResponse>, Status> {
+        let page = self.auth.list_users(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::ListUsersResponse {
+            users: page.users.iter().map(|user| user.to_proto()).collect(),
+            page: Some(tucdesk_proto::v1::PageResponse {
+                next_page_token: page.next_page_token,
+            }),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<tucdesk_proto::v1::GetUserRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::User>, Status> {
+        let user = self.auth.get_user(&request).await?;
+        Ok(Response::new(user.to_proto()))
+    }
+
+    async fn disable_user(
+        &self,
+        request: Request<tucdesk_proto::v1::SetUserDisabledRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::User>, Status> {
+        let user = self.auth.set_user_disabled(&request, true).await?;
+        Ok(Response::new(user.to_proto()))
+    }
+
+    async fn enable_user(
+        &self,
+        request: Request<tucdesk_proto::v1::SetUserDisabledRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::User>, Status> {
+        let user = self.auth.set_user_disabled(&request, false).await?;
+        Ok(Response::new(user.to_proto()))
+    }
+
+    async fn set_user_role(
+        &self,
+        request: Request<tucdesk_proto::v1::SetUserRoleRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::User>, Status> {
+        let user = self.auth.set_user_role(&request).await?;
+        Ok(Response::new(user.to_proto()))
+    }
 
     // -- support codes: support_codes.rs --
 

@@ -6,6 +6,8 @@
 //! `tucdesk-standalone` run the service in-process exactly as `main.rs` does.
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod admin;
 pub mod authz;
 pub mod challenge;
 pub mod config;

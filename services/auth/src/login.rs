@@ -272,26 +272,23 @@ impl Auth {
                 self.metrics().login("totp_required");
                 return Ok(LoginOutcome::TotpRequired);
             }
-            let step = match self.check_totp(&user, &request.totp_code) {
-                Ok(step) => step,
-                Err(err) => {
-                    drop(tx);
-                    self.audit_login_failure(
-                        &user.team_id,
-                        Some(&user),
-                        &email,
-                        "totp_invalid",
-                        source,
-                    )
-                    .await?;
-                    return Err(err);
+            match self.check_totp(&mut tx, &user, &request.totp_code).await? {
+                crate::account::SecondFactor::Totp => {}
+                crate::account::SecondFactor::RecoveryCode { remaining } => {
+                    let record =
+                        Auth::user_event(&user.team_id, "auth.totp_recovery_code_used", &user.id)
+                            .target(format!("user:{}", user.id))
+                            .context("outcome", "success")
+                            .context("remaining", remaining);
+                    self.audit(&mut tx, record).await?;
                 }
-            };
-            if !store::set_totp_last_step(&mut tx, &user.id, step).await? {
-                drop(tx);
-                self.audit_login_failure(&user.team_id, Some(&user), &email, "totp_reused", source)
-                    .await?;
-                return Err(AuthError::TotpInvalid);
+                crate::account::SecondFactor::Refused(reason) => {
+                    drop(tx);
+                    self.metrics().login("totp_invalid");
+                    self.audit_login_failure(&user.team_id, Some(&user), &email, reason, source)
+                        .await?;
+                    return Err(AuthError::TotpInvalid);
+                }
             }
         }
 
@@ -346,29 +343,15 @@ impl Auth {
         })))
     }
 
-    /// TOTP check for a user with TOTP enabled; returns the matched time step.
-    fn check_totp(&self, user: &UserRow, code: &str) -> Result<i64, AuthError> {
-        let sealed = user
-            .totp_secret
-            .as_deref()
-            .ok_or_else(|| AuthError::internal("totp", "enabled without a secret"))?;
-        let secret = self.inner.kek.open(
-            crate::secrets::Purpose::TotpSeal,
-            user.id.as_bytes(),
-            sealed,
-        )?;
-        let secret: [u8; crate::totp::TOTP_SECRET_LEN] = secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| AuthError::internal("totp", "sealed secret has the wrong length"))?;
-        let secret = crate::totp::TotpSecret::from_bytes(&secret);
-        let last = user
-            .totp_last_step
-            .and_then(|step| u64::try_from(step).ok());
-        let step = crate::totp::verify(&secret, code, now_secs(), last)
-            .map_err(|_| AuthError::TotpInvalid)?
-            .ok_or(AuthError::TotpInvalid)?;
-        i64::try_from(step).map_err(|_| AuthError::TotpInvalid)
+    /// Second-factor check for a user with TOTP enabled: a TOTP code (each step once) or an
+    /// unused recovery code (consumed atomically), recorded in `tx`.
+    async fn check_totp(
+        &self,
+        tx: &mut tucdesk_svc::sql::Tx,
+        user: &UserRow,
+        code: &str,
+    ) -> Result<crate::account::SecondFactor, AuthError> {
+        self.use_second_factor(tx, user, code).await
     }
 
     async fn audit_login_failure(

@@ -134,6 +134,9 @@ impl Writer {
     }
 }
 
+/// ECMAScript writes doubles below this magnitude without an exponent.
+const PLAIN_FORM_LIMIT: f64 = 1e21;
+
 fn number(n: &Number) -> Result<String, CanonicalJsonError> {
     if let Some(i) = n.as_i64() {
         return if i.unsigned_abs() <= MAX_SAFE_INTEGER {
@@ -146,7 +149,14 @@ fn number(n: &Number) -> Result<String, CanonicalJsonError> {
         // Not an i64, so above i64::MAX: far outside the safe range.
         return Err(CanonicalJsonError::IntegerOutOfRange);
     }
-    format_f64(n.as_f64().ok_or(CanonicalJsonError::NonFinite)?)
+    let x = n.as_f64().ok_or(CanonicalJsonError::NonFinite)?;
+    // A whole-number double between 2^53 and 1e21 is written (RFC 8785 / ECMAScript) as a plain
+    // integer, which this very parser and any JavaScript verifier then refuse or round: refuse
+    // it like that integer. From 1e21 up the exponent form (`1e+21`) reads back as a double.
+    if x.fract() == 0.0 && x.abs() > MAX_SAFE_INTEGER as f64 && x.abs() < PLAIN_FORM_LIMIT {
+        return Err(CanonicalJsonError::IntegerOutOfRange);
+    }
+    format_f64(x)
 }
 
 /// Significant digits that always hold the exact decimal expansion of a

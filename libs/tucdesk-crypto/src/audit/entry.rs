@@ -234,7 +234,8 @@ impl Entry {
                 max: MAX_ENTRY_JSON_LEN,
             });
         }
-        serde_json::from_str(line).map_err(|e| EntryParseError::Json(e.to_string()))
+        crate::json::from_json_object(line.as_bytes())
+            .map_err(|e| EntryParseError::Json(e.to_string()))
     }
 }
 

@@ -95,6 +95,12 @@ impl Checkpoint {
 }
 
 impl SignedCheckpoint {
+    /// Parses a checkpoint document (an export line or API body). Only a JSON object is
+    /// accepted; use this rather than `serde_json` directly. Parsing does not verify.
+    pub fn from_json(text: &str) -> Result<Self, crate::json::JsonObjectError> {
+        crate::json::from_json_object(text.as_bytes())
+    }
+
     /// Checks the signature (strict Ed25519: no malleable or small-order
     /// encodings) over the canonical bytes under the verifier's trusted key.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), CheckpointError> {
