@@ -300,5 +300,89 @@ impl AuthService for AuthGrpc {
 
     // -- support codes: support_codes.rs --
 
+    async fn create_support_code(
+        &self,
+        request: Request<tucdesk_proto::v1::CreateSupportCodeRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::CreateSupportCodeResponse>, Status> {
+        let created = self.auth.create_support_code(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::CreateSupportCodeResponse {
+            code: created.code.to_string(),
+            info: Some(created.info.to_proto(tucdesk_svc::sql::now_ms())),
+        }))
+    }
+
+    async fn list_support_codes(
+        &self,
+        request: Request<tucdesk_proto::v1::ListSupportCodesRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ListSupportCodesResponse>, Status> {
+        let page = self.auth.list_support_codes(&request).await?;
+        Ok(Response::new(tucdesk_proto::v1::ListSupportCodesResponse {
+            codes: page.codes.iter().map(|code| code.to_proto(page.now_ms)).collect(),
+            page: Some(tucdesk_proto::v1::PageResponse {
+                next_page_token: page.next_page_token,
+            }),
+        }))
+    }
+
+    async fn revoke_support_code(
+        &self,
+        request: Request<tucdesk_proto::v1::RevokeSupportCodeRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::SupportCode>, Status> {
+        let code = self.auth.revoke_support_code(&request).await?;
+        Ok(Response::new(code.to_proto(tucdesk_svc::sql::now_ms())))
+    }
+
+    async fn redeem_support_code(
+        &self,
+        request: Request<tucdesk_proto::v1::RedeemSupportCodeRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::RedeemSupportCodeResponse>, Status> {
+        let source = source(&request);
+        let redeemed = self
+            .auth
+            .redeem_support_code(request.get_ref(), source)
+            .await?;
+        Ok(Response::new(tucdesk_proto::v1::RedeemSupportCodeResponse {
+            access_token: redeemed.access_token,
+            expires_at: Some(timestamp(redeemed.expires_at_ms)),
+            team_id: redeemed.info.team_id.clone(),
+            info: Some(redeemed.info.to_proto(tucdesk_svc::sql::now_ms())),
+        }))
+    }
+
     // -- OAuth clients and grants: oauth.rs --
+
+    async fn register_o_auth_client(
+        &self,
+        request: Request<tucdesk_proto::v1::RegisterOAuthClientRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::OAuthClient>, Status> {
+        Ok(Response::new(self.auth.register_oauth_client(&request).await?))
+    }
+
+    async fn list_o_auth_clients(
+        &self,
+        request: Request<tucdesk_proto::v1::ListOAuthClientsRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ListOAuthClientsResponse>, Status> {
+        Ok(Response::new(self.auth.list_oauth_clients(&request).await?))
+    }
+
+    async fn revoke_o_auth_client(
+        &self,
+        request: Request<tucdesk_proto::v1::RevokeOAuthClientRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::OAuthClient>, Status> {
+        Ok(Response::new(self.auth.revoke_oauth_client(&request).await?))
+    }
+
+    async fn list_o_auth_grants(
+        &self,
+        request: Request<tucdesk_proto::v1::ListOAuthGrantsRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::ListOAuthGrantsResponse>, Status> {
+        Ok(Response::new(self.auth.list_oauth_grants(&request).await?))
+    }
+
+    async fn revoke_o_auth_grant(
+        &self,
+        request: Request<tucdesk_proto::v1::RevokeOAuthGrantRequest>,
+    ) -> Result<Response<tucdesk_proto::v1::OAuthGrant>, Status> {
+        Ok(Response::new(self.auth.revoke_oauth_grant(&request).await?))
+    }
 }

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod service;
 pub mod session;
 pub mod store;
+pub mod support_codes;
 pub mod totp;
 
 use tokio::net::TcpListener;
