@@ -16,6 +16,7 @@ pub const JWKS_MAX_AGE_SECS: u64 = 300;
 pub fn router(auth: Auth) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
+        .merge(crate::oauth::router())
         .with_state(auth)
 }
 

@@ -18,6 +18,7 @@ pub mod internal;
 pub mod keys;
 pub mod login;
 pub mod metrics;
+pub mod oauth;
 pub mod password;
 pub mod refresh;
 pub mod secrets;
@@ -75,7 +76,8 @@ pub async fn serve(
             async move { grpc_shutdown.cancelled().await },
         );
     let router = http::router(auth.clone());
-    let http_server = tucdesk_svc::http::serve(http, router, shutdown.clone());
+    // With peer addresses: the OAuth endpoints rate-limit by source.
+    let http_server = oauth::peer::serve(http, router, shutdown.clone());
     let background = auth.run_background(shutdown.clone());
     let (grpc_result, http_result, ()) = tokio::join!(grpc_server, http_server, background);
     grpc_result?;

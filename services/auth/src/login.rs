@@ -216,55 +216,9 @@ impl Auth {
             .await?;
         self.inner.challenges.redeem(challenge, now_ms()).await?;
 
-        // Count first, then check: concurrent guesses cannot overshoot the limit.
-        let limiter = &self.inner.limiter;
-        let account = limiter
-            .record_failure(&email, &LOGIN_ACCOUNT_LIMIT)
-            .await
-            .map_err(limiter_error)?;
-        let by_source = match source {
-            Some(addr) => limiter
-                .record_failure(&source_key(addr), &LOGIN_SOURCE_LIMIT)
-                .await
-                .map_err(limiter_error)?,
-            None => Decision::Allowed { remaining: 1 },
-        };
-        let user = store::find_user_by_email(self.db(), &email).await?;
-        let team_for_audit = user
-            .as_ref()
-            .map_or(SYSTEM_TEAM, |u| u.team_id.as_str())
-            .to_owned();
-        for (limit, decision) in [("account", account), ("source", by_source)] {
-            if let Decision::Locked { retry_after } = decision {
-                self.metrics().login("locked");
-                self.metrics().lockouts.with_label_values(&[limit]).inc();
-                self.audit_login_failure(&team_for_audit, user.as_ref(), &email, "locked", source)
-                    .await?;
-                return Err(AuthError::Locked { retry_after });
-            }
-        }
-
-        // Same cost and answer for an unknown user and a wrong password.
         let password = Password::new(request.password.clone());
-        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
-        let matched = self
-            .inner
-            .passwords
-            .verify(stored, &password)
-            .await
-            .map_err(|err| AuthError::internal("password verification", err))?;
-        let Some(user) = user.filter(|_| matched) else {
-            self.metrics().login("invalid_credentials");
-            self.audit_login_failure(&team_for_audit, None, &email, "invalid_credentials", source)
-                .await?;
-            return Err(AuthError::InvalidCredentials);
-        };
-        if user.disabled {
-            self.metrics().login("disabled");
-            self.audit_login_failure(&user.team_id, Some(&user), &email, "disabled", source)
-                .await?;
-            return Err(AuthError::Disabled);
-        }
+        let user = self.check_password(&email, &password, source).await?;
+        let limiter = &self.inner.limiter;
 
         let mut tx = self.db().begin().await?;
         if user.totp_enabled {
@@ -343,6 +297,68 @@ impl Auth {
         })))
     }
 
+    /// The password step of every sign-in (gRPC `Login` and the OAuth consent form), for a
+    /// normalised email: the attempt is counted against the account and the source *before*
+    /// the check, so concurrent guesses cannot overshoot the limits; an unknown user is
+    /// checked against a dummy hash (same answer, same cost); a disabled account is refused.
+    /// Every failure is audited. The caller resets the account counter once it is done.
+    pub(crate) async fn check_password(
+        &self,
+        email: &str,
+        password: &Password,
+        source: Option<IpAddr>,
+    ) -> Result<UserRow, AuthError> {
+        // Count first, then check: concurrent guesses cannot overshoot the limit.
+        let limiter = &self.inner.limiter;
+        let account = limiter
+            .record_failure(email, &LOGIN_ACCOUNT_LIMIT)
+            .await
+            .map_err(limiter_error)?;
+        let by_source = match source {
+            Some(addr) => limiter
+                .record_failure(&source_key(addr), &LOGIN_SOURCE_LIMIT)
+                .await
+                .map_err(limiter_error)?,
+            None => Decision::Allowed { remaining: 1 },
+        };
+        let user = store::find_user_by_email(self.db(), email).await?;
+        let team_for_audit = user
+            .as_ref()
+            .map_or(SYSTEM_TEAM, |u| u.team_id.as_str())
+            .to_owned();
+        for (limit, decision) in [("account", account), ("source", by_source)] {
+            if let Decision::Locked { retry_after } = decision {
+                self.metrics().login("locked");
+                self.metrics().lockouts.with_label_values(&[limit]).inc();
+                self.audit_login_failure(&team_for_audit, user.as_ref(), email, "locked", source)
+                    .await?;
+                return Err(AuthError::Locked { retry_after });
+            }
+        }
+
+        // Same cost and answer for an unknown user and a wrong password.
+        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let matched = self
+            .inner
+            .passwords
+            .verify(stored, password)
+            .await
+            .map_err(|err| AuthError::internal("password verification", err))?;
+        let Some(user) = user.filter(|_| matched) else {
+            self.metrics().login("invalid_credentials");
+            self.audit_login_failure(&team_for_audit, None, email, "invalid_credentials", source)
+                .await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        if user.disabled {
+            self.metrics().login("disabled");
+            self.audit_login_failure(&user.team_id, Some(&user), email, "disabled", source)
+                .await?;
+            return Err(AuthError::Disabled);
+        }
+        Ok(user)
+    }
+
     /// Second-factor check for a user with TOTP enabled: a TOTP code (each step once) or an
     /// unused recovery code (consumed atomically), recorded in `tx`.
     async fn check_totp(
@@ -354,7 +370,7 @@ impl Auth {
         self.use_second_factor(tx, user, code).await
     }
 
-    async fn audit_login_failure(
+    pub(crate) async fn audit_login_failure(
         &self,
         team_id: &str,
         user: Option<&UserRow>,

@@ -44,6 +44,8 @@ pub enum Purpose {
     SupportCodeHash,
     /// MAC key of stateless device-binding challenges.
     ChallengeMac,
+    /// MAC key of the OAuth consent form's anti-forgery tokens.
+    OAuthFormMac,
 }
 
 impl Purpose {
@@ -53,6 +55,7 @@ impl Purpose {
             Self::TotpSeal => "totp-seal",
             Self::SupportCodeHash => "support-code-hash",
             Self::ChallengeMac => "challenge-mac",
+            Self::OAuthFormMac => "oauth-form-mac",
         }
     }
 }
