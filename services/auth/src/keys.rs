@@ -46,6 +46,9 @@ pub struct SigningKeys {
     db: Database,
     kek: Arc<Kek>,
     ring: Arc<RwLock<Arc<KeyRing>>>,
+    /// The published keys as a verifier key set; clones share it, so every verifier built on
+    /// it sees a rotation as soon as [`SigningKeys::reload`] runs.
+    key_set: tucdesk_token::KeySet,
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,6 +59,15 @@ struct KeyRow {
     created_at_ms: i64,
     retired_at_ms: Option<i64>,
     published_until_ms: Option<i64>,
+}
+
+fn replace_keys(set: &tucdesk_token::KeySet, ring: &KeyRing) -> Result<(), AuthError> {
+    set.replace(
+        ring.published
+            .iter()
+            .map(|key| (key.kid.clone(), key.public_key)),
+    )
+    .map_err(|err| AuthError::internal("publishing signing keys", err))
 }
 
 fn new_kid() -> String {
@@ -72,11 +84,19 @@ impl SigningKeys {
         let ring = Self::read_ring(&db, &kek)
             .await?
             .ok_or_else(|| AuthError::internal("signing keys", "no current key after creation"))?;
+        let key_set = tucdesk_token::KeySet::new();
+        replace_keys(&key_set, &ring)?;
         Ok(Self {
             db,
             kek,
             ring: Arc::new(RwLock::new(Arc::new(ring))),
+            key_set,
         })
+    }
+
+    /// The published keys, shared with every verifier built on them.
+    pub fn key_set(&self) -> &tucdesk_token::KeySet {
+        &self.key_set
     }
 
     /// The keys to sign and publish with right now.
@@ -90,6 +110,7 @@ impl SigningKeys {
     /// Re-reads the table (another replica may have rotated).
     pub async fn reload(&self) -> Result<(), AuthError> {
         if let Some(ring) = Self::read_ring(&self.db, &self.kek).await? {
+            replace_keys(&self.key_set, &ring)?;
             let mut slot = match self.ring.write() {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),

@@ -12,7 +12,7 @@ use tucdesk_svc::cache::ReplayCache;
 use tucdesk_svc::outbox::OutboxPublisher;
 use tucdesk_svc::ratelimit::RateLimiter;
 use tucdesk_svc::sql::{Database, Migrations, PoolSettings, Tx};
-use tucdesk_token::{AccessClaims, Audience, Cnf, Jwk, Jwks, KeySet, Role, TokenVerifier};
+use tucdesk_token::{AccessClaims, Audience, Cnf, Jwk, Jwks, Role, TokenVerifier};
 
 use crate::challenge::Challenges;
 use crate::config::AuthConfig;
@@ -83,6 +83,7 @@ pub(crate) struct Inner {
     pub passwords: PasswordHasher,
     pub service_keys: ServiceKeyring,
     pub metrics: crate::metrics::AuthMetrics,
+    pub verifier: TokenVerifier,
 }
 
 impl Auth {
@@ -103,6 +104,7 @@ impl Auth {
             .map_err(|err| AuthError::internal("declaring the audit stream", err))?;
         let keys = SigningKeys::load_or_create(backends.db.clone(), kek.clone()).await?;
         let service_keys = parse_service_keys(&config.service_keys)?;
+        let verifier = TokenVerifier::new(keys.key_set().clone(), &config.issuer, &config.audience);
         Ok(Self {
             inner: Arc::new(Inner {
                 challenges: Challenges::new(&kek, backends.replay.clone()),
@@ -115,6 +117,7 @@ impl Auth {
                 passwords,
                 service_keys,
                 metrics: crate::metrics::AuthMetrics::new()?,
+                verifier,
                 config,
             }),
         })
@@ -152,20 +155,10 @@ impl Auth {
         Ok(Jwks { keys })
     }
 
-    /// A verifier for this service's own access tokens (the same checks every service runs).
-    pub fn verifier(&self) -> Result<TokenVerifier, AuthError> {
-        let ring = self.inner.keys.ring();
-        let keys = KeySet::from_keys(
-            ring.published
-                .iter()
-                .map(|key| (key.kid.clone(), key.public_key.clone())),
-        )
-        .map_err(|err| AuthError::internal("building the key set", err))?;
-        Ok(TokenVerifier::new(
-            keys,
-            &self.inner.config.issuer,
-            &self.inner.config.audience,
-        ))
+    /// The verifier for this service's own access tokens (the same checks every service
+    /// runs); it follows key rotations.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.inner.verifier
     }
 
     /// Signs access-token claims with the current key.

@@ -537,7 +537,6 @@ async fn bind_device_key_moves_the_binding(t: TestAuth) {
     assert_eq!(claims.cnf.unwrap().jkt, new_jkt);
     t.auth
         .verifier()
-        .unwrap()
         .verify_access(
             &moved.access_token,
             unix_now(),

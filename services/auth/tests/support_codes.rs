@@ -604,7 +604,6 @@ async fn a_code_redeems_once_for_a_scoped_support_token(t: TestAuth) {
     let claims = t
         .auth
         .verifier()
-        .unwrap()
         .verify_access(
             &redeemed.access_token,
             tucdesk_token::unix_now(),

@@ -41,7 +41,7 @@ macro_rules! on_both_engines {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::common::TestAuth::start(crate::common::Engine::Postgres).await).await;
+                    super::$name($crate::common::TestAuth::start($crate::common::Engine::Postgres).await).await;
                 }
             )*
         }
@@ -49,7 +49,7 @@ macro_rules! on_both_engines {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::common::TestAuth::start(crate::common::Engine::Sqlite).await).await;
+                    super::$name($crate::common::TestAuth::start($crate::common::Engine::Sqlite).await).await;
                 }
             )*
         }
