@@ -29,7 +29,12 @@ const LOOP_TIME: Duration = Duration::from_secs(3);
 
 /// (label, m KiB, t, p): ours first, then the alternatives it is compared with.
 const RAW_PARAMS: [(&str, u32, u32, u32); 4] = [
-    ("ours_32MiB_t2", ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST),
+    (
+        "ours_32MiB_t2",
+        ARGON2_M_COST_KIB,
+        ARGON2_T_COST,
+        ARGON2_P_COST,
+    ),
     ("owasp_19MiB_t2", 19 * 1024, 2, 1),
     ("owasp_46MiB_t1", 46 * 1024, 1, 1),
     ("rfc9106_64MiB_t3", 64 * 1024, 3, 1),

@@ -113,6 +113,17 @@ impl TotpSecret {
         Self(Zeroizing::new(*bytes))
     }
 
+    /// Wraps secret bytes already in a wiped-on-drop buffer (e.g. from
+    /// `tucdesk_crypto::rng::random_secret`) without another copy.
+    pub fn from_zeroizing(bytes: Zeroizing<[u8; TOTP_SECRET_LEN]>) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw secret, for sealing with another scheme. Never log it.
+    pub fn expose(&self) -> &[u8; TOTP_SECRET_LEN] {
+        &self.0
+    }
+
     /// The secret in unpadded RFC 4648 base32, for manual entry in an authenticator app.
     pub fn to_base32(&self) -> Zeroizing<String> {
         base32_encode(self.0.as_slice())
