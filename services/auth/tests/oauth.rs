@@ -10,8 +10,8 @@ use oauth_support::*;
 use tonic::Code;
 use tucdesk_crypto::Identity;
 use tucdesk_proto::v1::{
-    ListOAuthGrantsRequest, RejectReason, RevokeOAuthClientRequest, RevokeOAuthGrantRequest,
-    TokenPair, WhoAmIRequest,
+    ListOAuthClientsRequest, ListOAuthGrantsRequest, OAuthClient, RegisterOAuthClientRequest,
+    RejectReason, RevokeOAuthClientRequest, RevokeOAuthGrantRequest, TokenPair, WhoAmIRequest,
 };
 use tucdesk_token::{KeySet, RequireCnf, Role, TokenVerifier};
 
@@ -773,6 +773,142 @@ async fn grants_are_managed_per_team_and_revocation_ends_the_tokens(t: TestAuth)
     t.stop().await;
 }
 
+async fn admins_register_team_clients_that_only_their_team_can_use(t: TestAuth) {
+    t.owner(OWNER).await;
+    let device = Identity::generate().unwrap();
+    let owner = t.tokens(&device, OWNER).await;
+    let redirect_uris = vec![LOOPBACK.to_owned()];
+
+    // Sensitive: the proof covers the name and the redirect URIs.
+    let register = |name: &str, proof_name: &str| {
+        let mut binding = 1u32.to_be_bytes().to_vec();
+        binding.extend_from_slice(&u32::try_from(LOOPBACK.len()).unwrap().to_be_bytes());
+        binding.extend_from_slice(LOOPBACK.as_bytes());
+        let binding = <sha2::Sha256 as sha2::Digest>::digest(&binding);
+        let mut request = authed(
+            RegisterOAuthClientRequest {
+                metadata: Some(OAuthClient {
+                    client_name: name.to_owned(),
+                    redirect_uris: redirect_uris.clone(),
+                    ..OAuthClient::default()
+                }),
+                proof: None,
+            },
+            &owner,
+        );
+        request.get_mut().proof = Some(proof(
+            &device,
+            tucdesk_auth::oauth::grpc::REGISTER_METHOD,
+            proof_name,
+            &binding,
+            b"",
+        ));
+        request
+    };
+    let err = t
+        .client
+        .clone()
+        .register_o_auth_client(register("Team agent", "Other name"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), RejectReason::ProofInvalid);
+    let registered = t
+        .client
+        .clone()
+        .register_o_auth_client(register("Team agent", "Team agent"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(registered.token_endpoint_auth_method, "none");
+    assert!(!registered.created_by.is_empty());
+
+    let listed = t
+        .client
+        .clone()
+        .list_o_auth_clients(authed(ListOAuthClientsRequest::default(), &owner))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed
+        .clients
+        .iter()
+        .map(|c| c.client_id.as_str())
+        .collect();
+    assert_eq!(ids, vec![registered.client_id.as_str()]);
+
+    // The team's own users may authorize it; another team's may not.
+    let (code_verifier, challenge) = pkce();
+    let code = code_for(&t, &registered.client_id, LOOPBACK, &challenge, OWNER).await;
+    let ok = exchange(&t, &registered.client_id, LOOPBACK, &code, &code_verifier).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let mut tx = t.db().begin().await.unwrap();
+    let (_, foreign_user) =
+        tucdesk_auth::store::create_team_with_owner(&mut tx, "Other Co", "boss@other.example")
+            .await
+            .unwrap();
+    let (invite, _) = tucdesk_auth::store::create_invite(&mut tx, &foreign_user, 60_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    t.auth
+        .accept_invite(&invite, PASSWORD.to_owned().into())
+        .await
+        .unwrap();
+    let page = get(
+        &t,
+        &authorize_target(&registered.client_id, LOOPBACK, &challenge, &[]),
+    )
+    .await;
+    let refused = submit(&t, &page.body, "boss@other.example", PASSWORD, "", "allow").await;
+    assert_eq!(refused.location_params()["error"], "access_denied");
+
+    // Revoking a team's own client revokes it everywhere, tokens included.
+    let mut request = authed(
+        RevokeOAuthClientRequest {
+            client_id: registered.client_id.clone(),
+            proof: None,
+        },
+        &owner,
+    );
+    request.get_mut().proof = Some(proof(
+        &device,
+        tucdesk_auth::oauth::grpc::REVOKE_CLIENT_METHOD,
+        &registered.client_id,
+        b"",
+        b"",
+    ));
+    let revoked = t
+        .client
+        .clone()
+        .revoke_o_auth_client(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked_at.is_some());
+    let dead = refresh(
+        &t,
+        &registered.client_id,
+        ok.json()["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(dead.json()["error"], "invalid_grant");
+    let gone = get(
+        &t,
+        &authorize_target(&registered.client_id, LOOPBACK, &challenge, &[]),
+    )
+    .await;
+    assert_eq!(gone.status, 400);
+    let active = t
+        .client
+        .clone()
+        .list_o_auth_clients(authed(ListOAuthClientsRequest::default(), &owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(active.clients.is_empty());
+    t.stop().await;
+}
+
 on_both_engines!(
     full_flow_gives_an_agent_token_bound_to_its_client,
     pkce_is_mandatory_s256_only_and_checked,
@@ -788,4 +924,5 @@ on_both_engines!(
     totp_users_must_add_their_code,
     deny_and_role_caps_are_sent_back_to_the_client,
     grants_are_managed_per_team_and_revocation_ends_the_tokens,
+    admins_register_team_clients_that_only_their_team_can_use,
 );

@@ -82,7 +82,9 @@ pub fn validate(meta: &ClientMetadata) -> Result<NewClient, OAuthError> {
         ));
     }
     let name = meta.client_name.clone().unwrap_or_default();
-    if name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
+    if name.len() > MAX_CLIENT_NAME_LEN
+        || name.chars().any(|c| c.is_control() || is_bidi_control(c))
+    {
         return Err(OAuthError::invalid_client_metadata(format!(
             "client_name must be at most {MAX_CLIENT_NAME_LEN} bytes without control characters"
         )));
@@ -116,6 +118,12 @@ pub fn validate(meta: &ClientMetadata) -> Result<NewClient, OAuthError> {
         redirect_uris,
         scopes,
     })
+}
+
+/// Bidirectional-text controls: the consent page shows the name to the user, and these
+/// could make it read as another (e.g. reversing part of it).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A stored client.
@@ -286,6 +294,10 @@ mod tests {
         let mut long_name = meta(&["http://127.0.0.1:9/cb"]);
         long_name.client_name = Some("n".repeat(MAX_CLIENT_NAME_LEN + 1));
         assert!(validate(&long_name).is_err());
+
+        let mut spoofing = meta(&["http://127.0.0.1:9/cb"]);
+        spoofing.client_name = Some("Claude \u{202E}tnega".into());
+        assert!(validate(&spoofing).is_err());
 
         let mut bad_scope = meta(&["http://127.0.0.1:9/cb"]);
         bad_scope.scope = Some("admin".into());

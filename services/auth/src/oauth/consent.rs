@@ -69,6 +69,7 @@ impl Auth {
         let mut tx = self.db().begin().await.map_err(AuthError::from)?;
         if user.totp_enabled {
             if credentials.second_factor.trim().is_empty() {
+                self.metrics().login("totp_required");
                 return Ok(ConsentOutcome::SecondFactorRequired);
             }
             match self
@@ -86,6 +87,7 @@ impl Auth {
                 }
                 SecondFactor::Refused(reason) => {
                     drop(tx);
+                    self.metrics().login("totp_invalid");
                     self.audit_login_failure(&user.team_id, Some(&user), &email, reason, source)
                         .await?;
                     return Err(AuthError::TotpInvalid.into());
@@ -144,6 +146,7 @@ impl Auth {
         }
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().login("success");
         Ok(ConsentOutcome::Code(code))
     }
 }

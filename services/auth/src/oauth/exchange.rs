@@ -112,6 +112,7 @@ impl Auth {
                         .context("family_id", code.family_id.clone().unwrap_or_default());
                 self.audit(&mut tx, record).await?;
                 self.commit(tx).await?;
+                self.metrics().refresh_reuse.inc();
                 return Err(invalid_code());
             }
             Some(Presented::Fresh(code)) => code,
@@ -168,6 +169,8 @@ impl Auth {
             .context("family_id", family.family_id.as_str());
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().issued("access");
+        self.metrics().issued("refresh");
         Ok(AgentTokens {
             access_token,
             expires_in,
@@ -209,6 +212,7 @@ impl Auth {
                         .context("family_id", family.id.as_str());
                 self.audit(&mut tx, record).await?;
                 self.commit(tx).await?;
+                self.metrics().refresh_reuse.inc();
                 return Err(invalid());
             }
             Rotation::Rotated { family, next } => (family, next),
@@ -238,6 +242,8 @@ impl Auth {
             .context("generation", family.generation);
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
+        self.metrics().issued("access");
+        self.metrics().issued("refresh");
         Ok(AgentTokens {
             access_token,
             expires_in,
