@@ -305,10 +305,12 @@ impl AuthService for AuthGrpc {
         request: Request<tucdesk_proto::v1::CreateSupportCodeRequest>,
     ) -> Result<Response<tucdesk_proto::v1::CreateSupportCodeResponse>, Status> {
         let created = self.auth.create_support_code(&request).await?;
-        Ok(Response::new(tucdesk_proto::v1::CreateSupportCodeResponse {
-            code: created.code.to_string(),
-            info: Some(created.info.to_proto(tucdesk_svc::sql::now_ms())),
-        }))
+        Ok(Response::new(
+            tucdesk_proto::v1::CreateSupportCodeResponse {
+                code: created.code.to_string(),
+                info: Some(created.info.to_proto(tucdesk_svc::sql::now_ms())),
+            },
+        ))
     }
 
     async fn list_support_codes(
@@ -317,7 +319,11 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<tucdesk_proto::v1::ListSupportCodesResponse>, Status> {
         let page = self.auth.list_support_codes(&request).await?;
         Ok(Response::new(tucdesk_proto::v1::ListSupportCodesResponse {
-            codes: page.codes.iter().map(|code| code.to_proto(page.now_ms)).collect(),
+            codes: page
+                .codes
+                .iter()
+                .map(|code| code.to_proto(page.now_ms))
+                .collect(),
             page: Some(tucdesk_proto::v1::PageResponse {
                 next_page_token: page.next_page_token,
             }),
@@ -341,12 +347,14 @@ impl AuthService for AuthGrpc {
             .auth
             .redeem_support_code(request.get_ref(), source)
             .await?;
-        Ok(Response::new(tucdesk_proto::v1::RedeemSupportCodeResponse {
-            access_token: redeemed.access_token,
-            expires_at: Some(timestamp(redeemed.expires_at_ms)),
-            team_id: redeemed.info.team_id.clone(),
-            info: Some(redeemed.info.to_proto(tucdesk_svc::sql::now_ms())),
-        }))
+        Ok(Response::new(
+            tucdesk_proto::v1::RedeemSupportCodeResponse {
+                access_token: redeemed.access_token,
+                expires_at: Some(timestamp(redeemed.expires_at_ms)),
+                team_id: redeemed.info.team_id.clone(),
+                info: Some(redeemed.info.to_proto(tucdesk_svc::sql::now_ms())),
+            },
+        ))
     }
 
     // -- OAuth clients and grants: oauth.rs --
@@ -355,7 +363,9 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<tucdesk_proto::v1::RegisterOAuthClientRequest>,
     ) -> Result<Response<tucdesk_proto::v1::OAuthClient>, Status> {
-        Ok(Response::new(self.auth.register_oauth_client(&request).await?))
+        Ok(Response::new(
+            self.auth.register_oauth_client(&request).await?,
+        ))
     }
 
     async fn list_o_auth_clients(
@@ -369,7 +379,9 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<tucdesk_proto::v1::RevokeOAuthClientRequest>,
     ) -> Result<Response<tucdesk_proto::v1::OAuthClient>, Status> {
-        Ok(Response::new(self.auth.revoke_oauth_client(&request).await?))
+        Ok(Response::new(
+            self.auth.revoke_oauth_client(&request).await?,
+        ))
     }
 
     async fn list_o_auth_grants(

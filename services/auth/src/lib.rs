@@ -89,5 +89,9 @@ pub async fn serve(
 pub async fn build(config: AuthConfig) -> anyhow::Result<Auth> {
     let backends = Backends::connect(&config).await?;
     let kek = load_kek(&config)?;
-    Ok(Auth::new(config, backends, kek, password::PasswordHasher::new()).await?)
+    let passwords = password::PasswordHasher::new();
+    // The dummy hash for unknown users is computed now, not on the first such login (which
+    // would then cost two hashes and be told apart by its timing).
+    passwords.warm_up().await?;
+    Ok(Auth::new(config, backends, kek, passwords).await?)
 }

@@ -104,6 +104,12 @@ impl Auth {
         let Some(family) = refresh::find_family(&mut tx, token).await? else {
             return Ok(());
         };
+        if all_devices && family.client_id.is_some() {
+            // An AI agent's token speaks for one OAuth grant, not for the user's devices.
+            return Err(AuthError::PermissionDenied(
+                "an OAuth client's refresh token can only end its own session",
+            ));
+        }
         let revoked = if all_devices {
             refresh::revoke_user_families(&mut tx, &family.user_id, REVOKED_LOGOUT).await?
         } else {

@@ -3,15 +3,12 @@
 //!
 //! Rules: a code is accepted for the current step and one step either side (clock drift),
 //! each step works at most once (the caller stores the returned step and passes it back as
-//! `last_used_step`), and the secret is stored only sealed with AES-256-GCM under a key
-//! encryption key, bound to the user it belongs to.
+//! `last_used_step`), and the secret is stored only sealed under the key-encryption key
+//! (`secrets::Kek::seal` with `Purpose::TotpSeal`, the user id as associated data).
 
 use std::fmt::{self, Write as _};
 
-use aes_gcm::aead::{Aead as _, Payload};
-// `KeyInit` is the one crypto-common trait that both `Aes256Gcm::new` and `Hmac::new` use.
-use aes_gcm::{Aes256Gcm, KeyInit as _};
-use hmac::{Hmac, Mac as _};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha1::Sha1;
 use subtle::{Choice, ConstantTimeEq as _};
@@ -40,20 +37,6 @@ pub const MAX_CODE_INPUT_LEN: usize = 32;
 /// Longest e-mail address accepted in a provisioning URI (RFC 5321 path limit).
 pub const MAX_EMAIL_LEN: usize = 254;
 
-/// AES-GCM nonce length: 96 bits, random per seal. A secret is sealed once per enrolment, so
-/// random nonces stay far below the collision bound for one key.
-const NONCE_LEN: usize = 12;
-
-/// AES-GCM tag length.
-const TAG_LEN: usize = 16;
-
-/// Length of a sealed secret: nonce, ciphertext, tag.
-pub const SEALED_SECRET_LEN: usize = NONCE_LEN + TOTP_SECRET_LEN + TAG_LEN;
-
-/// Domain string at the start of the seal AAD: a blob made for another purpose (or a future
-/// format) under the same key does not open as a TOTP secret.
-const SEAL_AAD_DOMAIN: &[u8] = b"tucdesk-totp-secret-v1";
-
 /// HMAC-SHA1 block size. A key shorter than the block is zero-padded to it (RFC 2104 §2), so
 /// the 20-byte secret padded to 64 bytes is the same HMAC key, through the infallible
 /// fixed-size constructor.
@@ -81,13 +64,6 @@ pub enum TotpError {
     /// The account name for the provisioning URI is empty or too long.
     #[error("e-mail address must be 1 to {MAX_EMAIL_LEN} bytes")]
     InvalidEmail,
-    /// Sealing failed.
-    #[error("TOTP secret could not be sealed")]
-    Seal,
-    /// The blob does not open under this key and user id: wrong key, another user's blob,
-    /// tampering or a wrong length.
-    #[error("TOTP secret could not be opened")]
-    Open,
     /// The OS RNG failed.
     #[error(transparent)]
     Rng(#[from] tucdesk_crypto::RngError),
@@ -176,67 +152,6 @@ pub fn verify(
         }
     }
     Ok(matched)
-}
-
-/// Seals `secret` for storage: `nonce || AES-256-GCM(kek, secret)` with AAD
-/// `"tucdesk-totp-secret-v1" || user_id`, so a blob only opens for the user it was made
-/// for. Pass the user's stable id bytes (e.g. `Uuid::as_bytes`).
-pub fn seal_secret(
-    kek: &[u8; 32],
-    user_id: &[u8],
-    secret: &TotpSecret,
-) -> Result<Vec<u8>, TotpError> {
-    let nonce: [u8; NONCE_LEN] = tucdesk_crypto::rng::random_array()?;
-    let aad = seal_aad(user_id);
-    let sealed = Aes256Gcm::new(kek.into())
-        .encrypt(
-            &nonce.into(),
-            Payload {
-                msg: secret.0.as_slice(),
-                aad: &aad,
-            },
-        )
-        .map_err(|_| TotpError::Seal)?;
-    let mut blob = Vec::with_capacity(SEALED_SECRET_LEN);
-    blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(&sealed);
-    Ok(blob)
-}
-
-/// Opens a blob made by [`seal_secret`] with the same key and user id.
-pub fn open_secret(kek: &[u8; 32], user_id: &[u8], blob: &[u8]) -> Result<TotpSecret, TotpError> {
-    if blob.len() != SEALED_SECRET_LEN {
-        return Err(TotpError::Open);
-    }
-    let (nonce, sealed) = blob.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| TotpError::Open)?;
-    let aad = seal_aad(user_id);
-    let plain = Zeroizing::new(
-        Aes256Gcm::new(kek.into())
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| TotpError::Open)?,
-    );
-    if plain.len() != TOTP_SECRET_LEN {
-        return Err(TotpError::Open);
-    }
-    let mut secret = Zeroizing::new([0u8; TOTP_SECRET_LEN]);
-    secret.copy_from_slice(&plain);
-    Ok(TotpSecret(secret))
-}
-
-/// The domain string followed by the user id. The domain has a fixed length, so the
-/// concatenation is unambiguous.
-fn seal_aad(user_id: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(SEAL_AAD_DOMAIN.len() + user_id.len());
-    aad.extend_from_slice(SEAL_AAD_DOMAIN);
-    aad.extend_from_slice(user_id);
-    aad
 }
 
 /// Strips whitespace and requires exactly six ASCII digits.
@@ -522,66 +437,5 @@ mod tests {
         assert_ne!(*a.0, *b.0);
         assert_eq!(a.to_base32().len(), 32);
         assert_eq!(format!("{a:?}"), "TotpSecret(<redacted>)");
-    }
-
-    const KEK: [u8; 32] = [7; 32];
-    const USER: &[u8] = b"0190f3a4-7c2e-7d1a-9b3c-5e6f7a8b9c0d";
-
-    #[test]
-    fn sealed_secret_round_trips() {
-        let blob = seal_secret(&KEK, USER, &secret()).unwrap();
-        assert_eq!(blob.len(), SEALED_SECRET_LEN);
-        assert!(!blob.windows(RFC_SEED.len()).any(|w| w == RFC_SEED));
-        let opened = open_secret(&KEK, USER, &blob).unwrap();
-        assert_eq!(*opened.0, *RFC_SEED);
-        // A fresh nonce each time.
-        assert_ne!(blob, seal_secret(&KEK, USER, &secret()).unwrap());
-    }
-
-    #[test]
-    fn sealed_secret_does_not_open_with_another_key() {
-        let blob = seal_secret(&KEK, USER, &secret()).unwrap();
-        let mut other = KEK;
-        other[0] ^= 1;
-        assert!(matches!(
-            open_secret(&other, USER, &blob),
-            Err(TotpError::Open)
-        ));
-    }
-
-    #[test]
-    fn sealed_secret_does_not_open_for_another_user() {
-        let blob = seal_secret(&KEK, USER, &secret()).unwrap();
-        assert!(matches!(
-            open_secret(&KEK, b"0190f3a4-7c2e-7d1a-9b3c-5e6f7a8b9c0e", &blob),
-            Err(TotpError::Open)
-        ));
-        assert!(matches!(
-            open_secret(&KEK, b"", &blob),
-            Err(TotpError::Open)
-        ));
-    }
-
-    #[test]
-    fn tampered_or_truncated_blob_does_not_open() {
-        let blob = seal_secret(&KEK, USER, &secret()).unwrap();
-        for i in 0..blob.len() {
-            let mut bad = blob.clone();
-            bad[i] ^= 0x01;
-            assert!(
-                matches!(open_secret(&KEK, USER, &bad), Err(TotpError::Open)),
-                "byte {i}"
-            );
-        }
-        assert!(matches!(
-            open_secret(&KEK, USER, &blob[..blob.len() - 1]),
-            Err(TotpError::Open)
-        ));
-        let mut longer = blob.clone();
-        longer.push(0);
-        assert!(matches!(
-            open_secret(&KEK, USER, &longer),
-            Err(TotpError::Open)
-        ));
     }
 }

@@ -909,7 +909,37 @@ async fn admins_register_team_clients_that_only_their_team_can_use(t: TestAuth) 
     t.stop().await;
 }
 
+async fn an_agent_refresh_token_cannot_sign_its_user_out_everywhere(t: TestAuth) {
+    t.owner(OWNER).await;
+    let device = Identity::generate().unwrap();
+    let person = t.tokens(&device, OWNER).await;
+    let (_, agent) = agent_tokens(&t, OWNER).await;
+    let agent_refresh = agent["refresh_token"].as_str().unwrap().to_owned();
+    let err = t
+        .client
+        .clone()
+        .logout(tucdesk_proto::v1::LogoutRequest {
+            refresh_token: agent_refresh.clone(),
+            all_devices: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // The person's device session survives; the agent may still end its own session.
+    t.refresh(&device, &person.refresh_token).await.unwrap();
+    t.client
+        .clone()
+        .logout(tucdesk_proto::v1::LogoutRequest {
+            refresh_token: agent_refresh,
+            all_devices: false,
+        })
+        .await
+        .unwrap();
+    t.stop().await;
+}
+
 on_both_engines!(
+    an_agent_refresh_token_cannot_sign_its_user_out_everywhere,
     full_flow_gives_an_agent_token_bound_to_its_client,
     pkce_is_mandatory_s256_only_and_checked,
     redirect_uris_must_match_and_a_bad_one_is_never_redirected_to,

@@ -154,11 +154,16 @@ impl Auth {
             .inner
             .kek
             .open(Purpose::TotpSeal, user_id.as_bytes(), sealed)?;
-        let secret: [u8; TOTP_SECRET_LEN] = secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| AuthError::internal("totp", "sealed secret has the wrong length"))?;
-        Ok(TotpSecret::from_bytes(&secret))
+        if secret.len() != TOTP_SECRET_LEN {
+            return Err(AuthError::internal(
+                "totp",
+                "sealed secret has the wrong length",
+            ));
+        }
+        // Copied straight into zeroizing storage: no plain copy is left on the stack.
+        let mut bytes = zeroize::Zeroizing::new([0u8; TOTP_SECRET_LEN]);
+        bytes.copy_from_slice(&secret);
+        Ok(TotpSecret::from_zeroizing(bytes))
     }
 
     /// Checks a TOTP code (each step works once) or a recovery code (consumed) for a user
@@ -243,11 +248,11 @@ impl Auth {
         }
         let raw = tucdesk_crypto::rng::random_secret::<TOTP_SECRET_LEN>()
             .map_err(|err| AuthError::internal("totp secret generation", err))?;
-        let secret = TotpSecret::from_bytes(&raw);
+        let secret = TotpSecret::from_zeroizing(raw);
         let sealed = self
             .inner
             .kek
-            .seal(Purpose::TotpSeal, user.id.as_bytes(), raw.as_slice())?;
+            .seal(Purpose::TotpSeal, user.id.as_bytes(), secret.expose())?;
         let otpauth_uri = secret
             .provisioning_uri(&user.email)
             .map_err(|err| AuthError::internal("totp provisioning uri", err))?;
