@@ -80,6 +80,21 @@ fn check_args(key: &str, ttl: Duration) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// A managed Redis connection with the kit's timeouts, checked with a PING so an unreachable
+/// Redis is a startup error rather than a failure on first use. Every Redis-backed kit
+/// backend connects through here.
+pub(crate) async fn redis_connection(
+    url: &str,
+) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
+    let mut connection = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+    let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+    Ok(connection)
+}
+
 /// Redis-backed replay cache shared by every replica.
 #[derive(Clone)]
 pub struct RedisReplayCache {
@@ -97,26 +112,16 @@ impl std::fmt::Debug for RedisReplayCache {
 
 impl RedisReplayCache {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, CacheError> {
-        let connect_error = |source| CacheError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(connect_error)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
-        let connection = redis::aio::ConnectionManager::new_with_config(client, config)
+        let connection = redis_connection(url)
             .await
-            .map_err(connect_error)?;
-        let cache = Self {
+            .map_err(|source| CacheError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Self {
             connection,
             prefix: format!("tucdesk:{namespace}:replay:"),
-        };
-        cache.ping().await.map_err(|err| match err {
-            CacheError::Backend(source) => connect_error(source),
-            other => other,
-        })?;
-        Ok(cache)
+        })
     }
 }
 

@@ -137,6 +137,15 @@ impl From<crate::secrets::SecretsError> for AuthError {
     }
 }
 
+/// Refuses clients older than the protocol floor with an explicit UPDATE_REQUIRED.
+pub fn check_client_version(version: u32) -> Result<(), AuthError> {
+    let min = tucdesk_proto::MIN_CLIENT_PROTOCOL_VERSION;
+    if version < min {
+        return Err(AuthError::UpdateRequired { got: version, min });
+    }
+    Ok(())
+}
+
 /// Decodes the `ErrorDetail` a status carries, for clients and tests.
 pub fn error_detail(status: &Status) -> Option<ErrorDetail> {
     ErrorDetail::decode(status.details()).ok()

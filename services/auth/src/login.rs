@@ -184,13 +184,7 @@ impl Auth {
         request: &LoginRequest,
         source: Option<IpAddr>,
     ) -> Result<LoginOutcome, AuthError> {
-        let min = tucdesk_proto::MIN_CLIENT_PROTOCOL_VERSION;
-        if request.protocol_version < min {
-            return Err(AuthError::UpdateRequired {
-                got: request.protocol_version,
-                min,
-            });
-        }
+        crate::error::check_client_version(request.protocol_version)?;
         if request.password.len() > crate::password::MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
@@ -284,11 +278,8 @@ impl Auth {
         if let Some(addr) = source {
             record = record.context("client_ip", addr.to_string());
         }
-        self.audit(&mut tx, record).await?;
-        self.commit(tx).await?;
+        self.commit_issued_pair(tx, record).await?;
         self.metrics().login("success");
-        self.metrics().issued("access");
-        self.metrics().issued("refresh");
         Ok(LoginOutcome::Tokens(Box::new(IssuedTokens {
             access_token,
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,

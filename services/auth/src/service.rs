@@ -224,6 +224,19 @@ impl Auth {
         Ok(())
     }
 
+    /// Records the event, commits, and counts the access + refresh token pair it issued.
+    pub(crate) async fn commit_issued_pair(
+        &self,
+        mut tx: Tx,
+        record: AuditRecord,
+    ) -> Result<(), AuthError> {
+        self.audit(&mut tx, record).await?;
+        self.commit(tx).await?;
+        self.metrics().issued("access");
+        self.metrics().issued("refresh");
+        Ok(())
+    }
+
     /// Runs the background work (outbox delivery, key reloads) until `shutdown`.
     pub async fn run_background(&self, shutdown: tokio_util::sync::CancellationToken) {
         let outbox = tokio::spawn(self.inner.outbox.clone().run(shutdown.clone()));

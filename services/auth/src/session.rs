@@ -85,10 +85,7 @@ impl Auth {
             .target(format!("refresh_family:{}", family.id))
             .context("outcome", "success")
             .context("generation", family.generation);
-        self.audit(&mut tx, record).await?;
-        self.commit(tx).await?;
-        self.metrics().issued("access");
-        self.metrics().issued("refresh");
+        self.commit_issued_pair(tx, record).await?;
         Ok(IssuedTokens {
             access_token,
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Decision, LimitPolicy, RateLimitError, RateLimiter, check_args};
-use crate::cache::{REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT};
 use crate::redact::redact_url;
 
 fn millis(duration: Duration) -> u64 {
@@ -76,26 +75,16 @@ impl std::fmt::Debug for RedisRateLimiter {
 
 impl RedisRateLimiter {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, RateLimitError> {
-        let connect_error = |source| RateLimitError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        let client = redis::Client::open(url).map_err(connect_error)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
-        let connection = redis::aio::ConnectionManager::new_with_config(client, config)
+        let connection = crate::cache::redis_connection(url)
             .await
-            .map_err(connect_error)?;
-        let limiter = Self {
+            .map_err(|source| RateLimitError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Self {
             connection,
             prefix: format!("tucdesk:{namespace}:rl:"),
-        };
-        limiter.ping().await.map_err(|err| match err {
-            RateLimitError::Backend(source) => connect_error(source),
-            other => other,
-        })?;
-        Ok(limiter)
+        })
     }
 
     /// Runs one script with plain EVAL (the crate is built without redis' `script` feature);

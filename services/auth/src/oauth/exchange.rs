@@ -167,10 +167,7 @@ impl Auth {
             .context("client_id", code.client_id.as_str())
             .context("scope", scope.as_str())
             .context("family_id", family.family_id.as_str());
-        self.audit(&mut tx, record).await?;
-        self.commit(tx).await?;
-        self.metrics().issued("access");
-        self.metrics().issued("refresh");
+        self.commit_issued_pair(tx, record).await?;
         Ok(AgentTokens {
             access_token,
             expires_in,
@@ -240,10 +237,7 @@ impl Auth {
             .context("client_id", client_id)
             .context("scope", scope.as_str())
             .context("generation", family.generation);
-        self.audit(&mut tx, record).await?;
-        self.commit(tx).await?;
-        self.metrics().issued("access");
-        self.metrics().issued("refresh");
+        self.commit_issued_pair(tx, record).await?;
         Ok(AgentTokens {
             access_token,
             expires_in,

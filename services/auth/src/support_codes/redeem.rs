@@ -46,13 +46,7 @@ impl Auth {
         request: &RedeemSupportCodeRequest,
         source: Option<IpAddr>,
     ) -> Result<RedeemedSupportCode, AuthError> {
-        let min = tucdesk_proto::MIN_CLIENT_PROTOCOL_VERSION;
-        if request.protocol_version < min {
-            return Err(AuthError::UpdateRequired {
-                got: request.protocol_version,
-                min,
-            });
-        }
+        crate::error::check_client_version(request.protocol_version)?;
         let display_name = validate_text(&request.display_name, MAX_NAME_LEN, "display_name")?;
         if display_name.is_empty() {
             return Err(invalid("display_name is required"));
