@@ -144,3 +144,20 @@ pub async fn sqlite_in(dir: &Path) -> Result<Database, SqlError> {
     let url = format!("sqlite://{}", dir.join("test.db").display());
     Database::connect(&url, &PoolSettings::default()).await
 }
+
+/// A python3 interpreter that can import `modules`, for tests that check our output with an
+/// independent implementation (e.g. PyJWT). Looks at `$TUCDESK_PYTHON`, then `python3` on
+/// PATH, then `/usr/bin/python3` (Debian's packages).
+pub fn python_with(modules: &[&str]) -> Option<String> {
+    let import = format!("import {}", modules.join(", "));
+    let mut candidates: Vec<String> = std::env::var("TUCDESK_PYTHON").into_iter().collect();
+    candidates.extend(["python3".to_owned(), "/usr/bin/python3".to_owned()]);
+    candidates.into_iter().find(|candidate| {
+        std::process::Command::new(candidate)
+            .args(["-c", &import])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    })
+}

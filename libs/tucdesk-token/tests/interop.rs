@@ -53,20 +53,8 @@ print(json.dumps(out))
 "#;
 
 fn python() -> String {
-    let mut candidates: Vec<String> = std::env::var("TUCDESK_PYTHON").into_iter().collect();
-    candidates.extend(["python3".to_owned(), "/usr/bin/python3".to_owned()]);
-    for c in candidates {
-        let ok = Command::new(&c)
-            .args(["-c", "import jwt, cryptography"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return c;
-        }
-    }
-    panic!("{INSTALL_HINT}");
+    tucdesk_svc::testing::python_with(&["jwt", "cryptography"])
+        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
 }
 
 fn run_python(request: &Value) -> Value {

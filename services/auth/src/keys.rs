@@ -138,6 +138,17 @@ impl SigningKeys {
             .rows_affected()
         });
         let kid = Self::insert_key_in(&mut tx, &self.kek).await?;
+        let record = tucdesk_svc::audit_events::AuditRecord::new(
+            tucdesk_svc::audit_events::SYSTEM_TEAM,
+            "auth.signing_key_rotated",
+            tucdesk_proto::v1::ActorKind::System,
+            "tucdesk-auth",
+        )
+        .target(format!("signing_key:{kid}"))
+        .context("outcome", "success")
+        .context("source", "auth")
+        .context("retired_published_until_ms", now.saturating_add(keep_ms));
+        tucdesk_svc::audit_events::record(&mut tx, record).await?;
         tx.commit().await?;
         self.reload().await?;
         Ok(kid)

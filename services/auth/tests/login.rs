@@ -253,8 +253,13 @@ async fn rotated_keys_stay_published_until_their_tokens_expire(t: TestAuth) {
     let after = t.tokens(&Identity::generate().unwrap(), OWNER).await;
     let header = tucdesk_crypto::jws::decode(&after.access_token, 8192).unwrap();
     assert_eq!(header.header().kid, new_kid);
-    // The service's own verifier follows the rotation.
+    // The service's own verifier follows the rotation, and the rotation is audited.
     t.auth.authenticate(&after.access_token).unwrap();
+    assert!(
+        t.audit_actions()
+            .await
+            .contains(&"auth.signing_key_rotated".to_owned())
+    );
     t.stop().await;
 }
 

@@ -938,7 +938,35 @@ async fn an_agent_refresh_token_cannot_sign_its_user_out_everywhere(t: TestAuth)
     t.stop().await;
 }
 
+/// SPEC §3: `team_id` comes from verified state only. A `team_id` slipped into the token
+/// request does not move the token to another team.
+async fn a_team_id_in_the_request_body_is_ignored(t: TestAuth) {
+    let (team_id, _) = t.owner(OWNER).await;
+    let client_id = client(&t, "Agent", &[LOOPBACK]).await;
+    let (verifier, challenge) = pkce();
+    let code = code_for(&t, &client_id, LOOPBACK, &challenge, OWNER).await;
+    let response = post_form(
+        &t,
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", LOOPBACK),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+            ("team_id", "0193a8c4-0000-7000-8000-00000000beef"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let access = response.json()["access_token"].as_str().unwrap().to_owned();
+    let claims = t.auth.authenticate(&access).unwrap();
+    assert_eq!(claims.team_id, team_id);
+    t.stop().await;
+}
+
 on_both_engines!(
+    a_team_id_in_the_request_body_is_ignored,
     an_agent_refresh_token_cannot_sign_its_user_out_everywhere,
     full_flow_gives_an_agent_token_bound_to_its_client,
     pkce_is_mandatory_s256_only_and_checked,
