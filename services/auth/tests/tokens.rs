@@ -281,7 +281,28 @@ fn asserted(
     request
 }
 
+async fn a_family_ends_at_its_absolute_lifetime_whatever_the_activity(t: TestAuth) {
+    t.owner(OWNER).await;
+    let device = Identity::generate().unwrap();
+    let tokens = t.tokens(&device, OWNER).await;
+    let next = t.refresh(&device, &tokens.refresh_token).await.unwrap();
+    // The family was started long ago: its absolute lifetime is over even though the token is
+    // fresh and unused.
+    tucdesk_svc::on_pool!(t.db(), |pool| {
+        sqlx::query("UPDATE refresh_families SET expires_at_ms = $1")
+            .bind(tucdesk_svc::sql::now_ms() - 1)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected()
+    });
+    let err = t.refresh(&device, &next.refresh_token).await.unwrap_err();
+    assert_eq!(reason(&err), RejectReason::TokenExpired);
+    t.stop().await;
+}
+
 on_both_engines!(
+    a_family_ends_at_its_absolute_lifetime_whatever_the_activity,
     each_refresh_rotates_and_reuse_revokes_the_family,
     concurrent_refreshes_with_one_token_let_exactly_one_win,
     a_refresh_token_is_useless_without_its_device_key,
