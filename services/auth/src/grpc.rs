@@ -95,9 +95,12 @@ impl AuthService for AuthGrpc {
 
     async fn begin_device_binding(
         &self,
-        _request: Request<BeginDeviceBindingRequest>,
+        request: Request<BeginDeviceBindingRequest>,
     ) -> Result<Response<BeginDeviceBindingResponse>, Status> {
-        let (challenge, expires_at_ms) = self.auth.begin_device_binding()?;
+        let (challenge, expires_at_ms) = self
+            .auth
+            .begin_device_binding_from(source(&request))
+            .await?;
         Ok(Response::new(BeginDeviceBindingResponse {
             challenge,
             expires_at: Some(timestamp(expires_at_ms)),

@@ -34,6 +34,16 @@ pub const LOGIN_SOURCE_LIMIT: LimitPolicy = LimitPolicy {
     lockout: Duration::from_secs(15 * 60),
 };
 
+/// Challenges handed out per source address (IPv6 by /64). Every login, key binding and
+/// code redemption needs a fresh one, so this also bounds the work and the audit events one
+/// address can cause; an interactive client needs a handful per minute.
+pub const CHALLENGE_SOURCE_LIMIT: LimitPolicy = LimitPolicy {
+    name: "challenge-source",
+    max_failures: 120,
+    window: Duration::from_secs(60),
+    lockout: Duration::from_secs(60),
+};
+
 /// Lifetime of the bootstrap setup token.
 pub const SETUP_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -141,6 +151,25 @@ impl Auth {
     /// A fresh single-use challenge for a device proof.
     pub fn begin_device_binding(&self) -> Result<(Vec<u8>, i64), AuthError> {
         self.inner.challenges.issue(now_ms())
+    }
+
+    /// A challenge for a caller at `source`, within [`CHALLENGE_SOURCE_LIMIT`].
+    pub async fn begin_device_binding_from(
+        &self,
+        source: Option<IpAddr>,
+    ) -> Result<(Vec<u8>, i64), AuthError> {
+        if let Some(addr) = source {
+            let decision = self
+                .inner
+                .limiter
+                .record_failure(&source_key(addr), &CHALLENGE_SOURCE_LIMIT)
+                .await
+                .map_err(limiter_error)?;
+            if let Decision::Locked { retry_after } = decision {
+                return Err(AuthError::RateLimited { retry_after });
+            }
+        }
+        self.begin_device_binding()
     }
 
     /// Checks a device proof for `ctx`: signature, clock skew, thumbprint when bound, and that

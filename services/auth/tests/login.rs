@@ -263,7 +263,24 @@ async fn rotated_keys_stay_published_until_their_tokens_expire(t: TestAuth) {
     t.stop().await;
 }
 
+async fn challenges_are_rate_limited_per_source(t: TestAuth) {
+    let limit = tucdesk_auth::login::CHALLENGE_SOURCE_LIMIT.max_failures;
+    for _ in 0..limit {
+        t.challenge().await;
+    }
+    let err = t
+        .client
+        .clone()
+        .begin_device_binding(tucdesk_proto::v1::BeginDeviceBindingRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&err), RejectReason::RateLimited);
+    t.stop().await;
+}
+
 on_both_engines!(
+    challenges_are_rate_limited_per_source,
     bootstrap_login_and_whoami,
     bootstrap_runs_once_and_setup_tokens_work_once,
     unknown_user_and_wrong_password_get_the_same_answer,
