@@ -33,6 +33,7 @@ pub mod jws;
 pub mod keyfile;
 pub mod registration;
 pub mod rng;
+pub mod secret;
 
 pub use assertion::{ServiceClaims, ServiceKeyring, ServiceSigner};
 pub use codes::{CodeHash, CodeHashKey, CodeKind, SupportCode};
@@ -48,3 +49,4 @@ pub use registration::{
     MAX_CLOCK_SKEW, REPLAY_WINDOW, RegistrationError, RegistrationProof, check_clock_skew,
 };
 pub use rng::RngError;
+pub use secret::SecretString;

@@ -287,7 +287,7 @@ impl Auth {
         self.metrics().issued("access");
         self.metrics().issued("refresh");
         Ok(IssuedTokens {
-            access_token,
+            access_token: access_token.into(),
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,
             refresh,
             user: caller.user,

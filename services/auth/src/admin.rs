@@ -21,7 +21,6 @@ use tucdesk_proto::v1::{
 };
 use tucdesk_svc::sql::{Tx, now_ms};
 use tucdesk_token::Role;
-use zeroize::Zeroizing;
 
 use crate::account::require_person;
 use crate::authz::{Caller, ProofScope, require_role};
@@ -47,7 +46,7 @@ pub const REVOKED_USER_DISABLED: &str = "user_disabled";
 #[derive(Debug)]
 pub struct CreatedUser {
     pub user: UserRow,
-    pub invite_token: Zeroizing<String>,
+    pub invite_token: tucdesk_crypto::SecretString,
     pub invite_expires_at_ms: i64,
 }
 
@@ -221,7 +220,7 @@ impl Auth {
             .ok_or(AuthError::NotFound("user"))?;
         Ok(CreatedUser {
             user,
-            invite_token,
+            invite_token: invite_token.into(),
             invite_expires_at_ms,
         })
     }

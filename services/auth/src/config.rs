@@ -7,7 +7,7 @@ use std::time::Duration;
 use tucdesk_svc::config::parse_duration;
 
 /// Where the service keeps its state and how it issues tokens.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct AuthConfig {
     /// SQL database: `postgres://…` in production, `sqlite://…` embedded.
     #[arg(
@@ -76,4 +76,53 @@ pub struct AuthConfig {
     /// (comma separated). Rendezvous's key must be listed for MintSessionToken.
     #[arg(long, env = "TUCDESK_AUTH_SERVICE_KEYS", value_delimiter = ',')]
     pub service_keys: Vec<String>,
+}
+
+/// Never prints the KEK or a password inside a backend URL.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use tucdesk_svc::redact::redact_url;
+        f.debug_struct("AuthConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bus_url", &redact_url(&self.bus_url))
+            .field("cache_url", &redact_url(&self.cache_url))
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("session_ttl", &self.session_ttl)
+            .field("kek", &self.kek.as_ref().map(|_| "<redacted>"))
+            .field("key_dir", &self.key_dir)
+            .field("service_keys", &self.service_keys)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        auth: super::AuthConfig,
+    }
+
+    #[test]
+    fn debug_hides_the_kek_and_database_password() {
+        let cli = Cli::try_parse_from([
+            "t",
+            "--database-url",
+            "postgres://auth:db-hunter2@127.0.0.1/auth",
+            "--kek",
+            "a2VrLWh1bnRlcjIta2VrLWh1bnRlcjIta2VrLWh1bnQ=",
+        ])
+        .unwrap_or_else(|err| panic!("{err}"));
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("db-hunter2"), "{shown}");
+        assert!(!shown.contains("a2VrLWh1bnRlcjIt"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
 }

@@ -61,7 +61,7 @@ fn source<T>(request: &Request<T>) -> Option<IpAddr> {
 
 fn token_pair(tokens: IssuedTokens) -> TokenPair {
     TokenPair {
-        access_token: tokens.access_token,
+        access_token: tokens.access_token.expose().to_owned(),
         access_token_expires_at: Some(timestamp(tokens.access_expires_at_ms)),
         refresh_token: tokens.refresh.token.to_string(),
         refresh_token_expires_at: Some(timestamp(tokens.refresh.expires_at_ms)),
@@ -352,7 +352,7 @@ impl AuthService for AuthGrpc {
             .await?;
         Ok(Response::new(
             tucdesk_proto::v1::RedeemSupportCodeResponse {
-                access_token: redeemed.access_token,
+                access_token: redeemed.access_token.expose().to_owned(),
                 expires_at: Some(timestamp(redeemed.expires_at_ms)),
                 team_id: redeemed.info.team_id.clone(),
                 info: Some(redeemed.info.to_proto(tucdesk_svc::sql::now_ms())),

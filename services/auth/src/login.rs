@@ -8,7 +8,6 @@ use tucdesk_proto::v1::{DeviceProof, LoginRequest};
 use tucdesk_svc::audit_events::{ANONYMOUS, SYSTEM_TEAM};
 use tucdesk_svc::ratelimit::{Decision, LimitPolicy, source_key};
 use tucdesk_svc::sql::now_ms;
-use zeroize::Zeroizing;
 
 use crate::error::AuthError;
 use crate::password::Password;
@@ -55,14 +54,14 @@ pub const LOGIN_METHOD: &str = "/tucdesk.v1.AuthService/Login";
 pub struct Bootstrapped {
     pub team_id: String,
     pub user_id: String,
-    pub setup_token: Zeroizing<String>,
+    pub setup_token: tucdesk_crypto::SecretString,
     pub expires_at_ms: i64,
 }
 
 /// Tokens handed out by a successful login or refresh.
 #[derive(Debug)]
 pub struct IssuedTokens {
-    pub access_token: String,
+    pub access_token: tucdesk_crypto::SecretString,
     pub access_expires_at_ms: i64,
     pub refresh: IssuedRefresh,
     pub user: UserRow,
@@ -105,7 +104,7 @@ impl Auth {
         Ok(Bootstrapped {
             team_id,
             user_id,
-            setup_token,
+            setup_token: setup_token.into(),
             expires_at_ms,
         })
     }
@@ -310,7 +309,7 @@ impl Auth {
         self.commit_issued_pair(tx, record).await?;
         self.metrics().login("success");
         Ok(LoginOutcome::Tokens(Box::new(IssuedTokens {
-            access_token,
+            access_token: access_token.into(),
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,
             refresh,
             user,

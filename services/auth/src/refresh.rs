@@ -28,7 +28,7 @@ pub const REVOKED_LOGOUT: &str = "logout";
 /// A newly issued refresh token; the secret is shown to the client once.
 #[derive(Debug)]
 pub struct IssuedRefresh {
-    pub token: Zeroizing<String>,
+    pub token: tucdesk_crypto::SecretString,
     pub family_id: String,
     pub expires_at_ms: i64,
 }
@@ -128,7 +128,7 @@ pub async fn start_family(tx: &mut Tx, new: &NewFamily<'_>) -> Result<IssuedRefr
     });
     let token = insert_token(tx, &family_id, 0).await?;
     Ok(IssuedRefresh {
-        token,
+        token: token.into(),
         family_id,
         expires_at_ms,
     })
@@ -230,7 +230,7 @@ pub async fn rotate(tx: &mut Tx, token: &str, now: i64) -> Result<Rotation, Auth
     });
     let next_token = insert_token(tx, &family.id, generation).await?;
     let next = IssuedRefresh {
-        token: next_token,
+        token: next_token.into(),
         family_id: family.id.clone(),
         expires_at_ms: family.expires_at_ms,
     };

@@ -87,7 +87,7 @@ impl Auth {
             .context("generation", family.generation);
         self.commit_issued_pair(tx, record).await?;
         Ok(IssuedTokens {
-            access_token,
+            access_token: access_token.into(),
             access_expires_at_ms: i64::try_from(claims.exp).unwrap_or(i64::MAX) * 1000,
             refresh: next,
             user,

@@ -37,7 +37,6 @@ use tucdesk_proto::v1::{
 use tucdesk_svc::ratelimit::LimitPolicy;
 use tucdesk_svc::sql::now_ms;
 use tucdesk_token::{Role, SessionKind};
-use zeroize::Zeroizing;
 
 pub use store::{SupportCodeRow, kind_to_proto};
 
@@ -104,7 +103,7 @@ const MAX_GENERATION_ATTEMPTS: usize = 3;
 
 /// A code just created: the secret, in display form, shown once, and its metadata.
 pub struct CreatedSupportCode {
-    pub code: Zeroizing<String>,
+    pub code: tucdesk_crypto::SecretString,
     pub info: SupportCodeRow,
 }
 
@@ -127,7 +126,7 @@ pub struct SupportCodePage {
 
 /// A successful redemption.
 pub struct RedeemedSupportCode {
-    pub access_token: String,
+    pub access_token: tucdesk_crypto::SecretString,
     pub expires_at_ms: i64,
     pub info: SupportCodeRow,
 }
@@ -341,7 +340,7 @@ impl Auth {
             self.audit(&mut tx, record).await?;
             self.commit(tx).await?;
             return Ok(CreatedSupportCode {
-                code: code.display(),
+                code: code.display().into(),
                 info: row,
             });
         }

@@ -55,8 +55,8 @@ const NO_PENDING_ENROLLMENT: AuthError =
 /// A started TOTP enrolment, shown to the user once.
 #[derive(Debug)]
 pub struct TotpEnrollment {
-    pub secret_base32: Zeroizing<String>,
-    pub otpauth_uri: Zeroizing<String>,
+    pub secret_base32: tucdesk_crypto::SecretString,
+    pub otpauth_uri: tucdesk_crypto::SecretString,
     pub expires_at_ms: i64,
 }
 
@@ -288,8 +288,8 @@ impl Auth {
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
         Ok(TotpEnrollment {
-            secret_base32: secret.to_base32(),
-            otpauth_uri,
+            secret_base32: secret.to_base32().into(),
+            otpauth_uri: otpauth_uri.into(),
             expires_at_ms,
         })
     }

@@ -8,8 +8,6 @@
 
 use std::net::IpAddr;
 
-use zeroize::Zeroizing;
-
 use super::authorize::AuthorizeRequest;
 use super::clients;
 use super::codes::{self, NewCode};
@@ -34,7 +32,7 @@ pub struct Credentials<'a> {
 #[derive(Debug)]
 pub enum ConsentOutcome {
     /// The authorization code to send to the client.
-    Code(Zeroizing<String>),
+    Code(tucdesk_crypto::SecretString),
     /// The password was right; the account needs its second factor too.
     SecondFactorRequired,
 }
@@ -147,6 +145,6 @@ impl Auth {
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
         self.metrics().login("success");
-        Ok(ConsentOutcome::Code(code))
+        Ok(ConsentOutcome::Code(code.into()))
     }
 }

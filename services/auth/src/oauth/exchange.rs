@@ -33,7 +33,7 @@ pub const MAX_VERIFIER_LEN: usize = 128;
 /// Tokens for an AI agent.
 #[derive(Debug)]
 pub struct AgentTokens {
-    pub access_token: String,
+    pub access_token: tucdesk_crypto::SecretString,
     pub expires_in: u64,
     pub refresh: IssuedRefresh,
     pub scope: String,
@@ -169,7 +169,7 @@ impl Auth {
             .context("family_id", family.family_id.as_str());
         self.commit_issued_pair(tx, record).await?;
         Ok(AgentTokens {
-            access_token,
+            access_token: access_token.into(),
             expires_in,
             refresh: family,
             scope,
@@ -239,7 +239,7 @@ impl Auth {
             .context("generation", family.generation);
         self.commit_issued_pair(tx, record).await?;
         Ok(AgentTokens {
-            access_token,
+            access_token: access_token.into(),
             expires_in,
             refresh: next,
             scope,

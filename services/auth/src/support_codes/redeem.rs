@@ -155,7 +155,7 @@ impl Auth {
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
         Ok(RedeemedSupportCode {
-            access_token,
+            access_token: access_token.into(),
             expires_at_ms,
             info: row,
         })
