@@ -1,8 +1,8 @@
 //! TucDesk service kit: what every service needs and nothing service-specific.
 //!
 //! - [`config`], [`telemetry`], [`trace_context`], [`http`], [`shutdown`]: process plumbing.
-//! - [`sql`], [`cache`], [`bus`], [`outbox`]: backends chosen by URL, each with a production
-//!   implementation and an embedded one behind the same interface.
+//! - [`sql`], [`cache`], [`lease`], [`bus`], [`outbox`]: backends chosen by URL, each with a
+//!   production implementation and an embedded one behind the same interface.
 //! - [`ratelimit`]: per-key attempt limits with lockout (logins, support codes, registrations).
 //! - [`audit_events`]: audit events into the outbox, the one way every service records actions.
 //! - [`testing`]: isolated real-backend fixtures for every crate's tests.
@@ -17,6 +17,7 @@ pub mod trace_context;
 pub mod audit_events;
 pub mod bus;
 pub mod cache;
+pub mod lease;
 pub mod outbox;
 pub mod ratelimit;
 pub mod redact;

@@ -242,10 +242,15 @@ impl Database {
         Ok(())
     }
 
+    /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads and then writes fails with "database is locked",
+    /// without waiting, when another connection wrote in between; an immediate one waits its
+    /// turn under the busy timeout instead. Every service transaction writes (at least its
+    /// audit event), so nothing is lost by serialising them.
     pub async fn begin(&self) -> Result<Tx, SqlError> {
         Ok(match self {
             Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 
