@@ -259,6 +259,29 @@ impl SessionOffer {
     }
 }
 
+impl SessionOffer {
+    /// Verifies that `answer` is signed by this offer's agent key over the transcript, and
+    /// returns the transcript hash. The viewer does this (inside
+    /// [`OperatorHandshake::finish`]) with its pinned key; rendezvous may do it with the
+    /// enrolled key to report a broken agent early. It derives no keys.
+    pub fn verify_answer(
+        &self,
+        answer: &SessionAnswer,
+    ) -> Result<[u8; TRANSCRIPT_HASH_LEN], HandshakeError> {
+        let th = transcript_hash(
+            &self.session_id,
+            &self.agent_key,
+            &self.operator_key,
+            &self.e_op_pub,
+            &answer.e_ag_pub,
+        )?;
+        self.agent_key
+            .verify_raw(&tagged(ANSWER_DOMAIN, &th), &answer.signature)
+            .map_err(|_| HandshakeError::BadAnswerSignature)?;
+        Ok(th)
+    }
+}
+
 /// Step 2 message: the agent's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionAnswer {
@@ -314,17 +337,7 @@ impl OperatorHandshake {
     /// Verifies the agent's signature with the pinned key and derives the
     /// session keys. Consumes the ephemeral secret whatever the outcome.
     pub fn finish(self, answer: &SessionAnswer) -> Result<SessionKeys, HandshakeError> {
-        let o = &self.offer;
-        let th = transcript_hash(
-            &o.session_id,
-            &o.agent_key,
-            &o.operator_key,
-            &o.e_op_pub,
-            &answer.e_ag_pub,
-        )?;
-        o.agent_key
-            .verify_raw(&tagged(ANSWER_DOMAIN, &th), &answer.signature)
-            .map_err(|_| HandshakeError::BadAnswerSignature)?;
+        let th = self.offer.verify_answer(answer)?;
         let shared = self.e_op.diffie_hellman(&answer.e_ag_pub)?;
         SessionKeys::derive(&shared, th, self.offer.session_id)
     }

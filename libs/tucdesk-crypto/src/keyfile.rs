@@ -187,6 +187,63 @@ impl Identity {
     }
 }
 
+/// Length of the symmetric secrets [`load_or_create_secret`] keeps.
+pub const SECRET_KEY_LEN: usize = 32;
+
+/// Loads a 32-byte secret (standard base64, one line) from a private file, or creates the
+/// file with a fresh random secret and mode 0600 when it does not exist. For development
+/// defaults only (key-encryption keys, code-hash keys): production passes secrets through
+/// the environment.
+pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; SECRET_KEY_LEN]>, KeyFileError> {
+    use base64::engine::general_purpose::STANDARD;
+    let malformed = |reason| KeyFileError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match File::open(path) {
+        Ok(file) => {
+            let meta = file.metadata().map_err(io_err(path))?;
+            if !meta.is_file() {
+                return Err(KeyFileError::NotAFile(path.to_path_buf()));
+            }
+            check_private_mode(path, &meta)?;
+            if meta.len() > MAX_KEY_FILE_LEN {
+                return Err(KeyFileError::TooLarge(path.to_path_buf()));
+            }
+            let cap = usize::try_from(MAX_KEY_FILE_LEN + 1).unwrap_or(usize::MAX);
+            let mut text = Zeroizing::new(Vec::with_capacity(cap));
+            file.take(MAX_KEY_FILE_LEN + 1)
+                .read_to_end(&mut text)
+                .map_err(io_err(path))?;
+            let trimmed = text.trim_ascii();
+            let decoded = Zeroizing::new(
+                STANDARD
+                    .decode(trimmed)
+                    .map_err(|_| malformed("not base64"))?,
+            );
+            let mut key = Zeroizing::new([0u8; SECRET_KEY_LEN]);
+            if decoded.len() != SECRET_KEY_LEN {
+                return Err(malformed("the secret must be 32 bytes"));
+            }
+            key.copy_from_slice(&decoded);
+            Ok(key)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = crate::rng::random_secret::<SECRET_KEY_LEN>()
+                .map_err(|_| malformed("the OS random number generator failed"))?;
+            let mut file = create_private(path)?;
+            let encoded = Zeroizing::new(STANDARD.encode(key.as_slice()));
+            file.write_all(encoded.as_bytes()).map_err(io_err(path))?;
+            file.sync_all().map_err(io_err(path))?;
+            Ok(key)
+        }
+        Err(source) => Err(KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 #[cfg(unix)]
 fn create_private(path: &Path) -> Result<File, KeyFileError> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -307,6 +364,29 @@ mod tests {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             assert!(Identity::load_from_file(&p).is_err(), "{what} accepted");
         }
+    }
+
+    #[test]
+    fn secrets_are_created_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("code.key");
+        let first = load_or_create_secret(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = load_or_create_secret(&path).unwrap();
+        assert_eq!(first.as_slice(), again.as_slice());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_or_create_secret(&path),
+            Err(KeyFileError::InsecurePermissions { .. })
+        ));
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, "c2hvcnQ=").unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            load_or_create_secret(&short),
+            Err(KeyFileError::Malformed { .. })
+        ));
     }
 
     #[test]

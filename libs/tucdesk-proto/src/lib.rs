@@ -25,6 +25,7 @@
 
 pub mod limits;
 pub mod metadata;
+pub mod validate;
 
 mod version;
 
