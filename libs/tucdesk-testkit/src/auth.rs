@@ -1,0 +1,253 @@
+//! The auth service in-process: bootstraps teams, creates users and logs them in with device
+//! keys, and trusts the rendezvous service key the harness generates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tucdesk_auth::password::PasswordHasher;
+use tucdesk_auth::secrets::Kek;
+use tucdesk_auth::{Auth, AuthConfig, Backends};
+use tucdesk_crypto::{Identity, ServiceSigner};
+use tucdesk_proto::v1::auth_service_client::AuthServiceClient;
+use tucdesk_proto::v1::{
+    BeginDeviceBindingRequest, CreateUserRequest, LoginRequest, Role as WireRole, login_response,
+};
+use tucdesk_svc::bus::MemoryBus;
+use tucdesk_svc::cache::MemoryReplayCache;
+use tucdesk_svc::ratelimit::MemoryRateLimiter;
+use tucdesk_svc::sql::{Database, PoolSettings};
+use tucdesk_svc::testing::TestPostgres;
+
+use crate::Backend;
+use crate::operator::{Operator, device_proof};
+
+/// The password every harness user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running auth service.
+pub struct TestAuth {
+    pub auth: Auth,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub issuer: String,
+    pub client: AuthServiceClient<Channel>,
+    /// Seed of the key rendezvous signs its service assertions with (trusted by this auth).
+    rendezvous_seed: zeroize::Zeroizing<[u8; 32]>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    pg: Option<TestPostgres>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestAuth")
+            .field("grpc_addr", &self.grpc_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestAuth {
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (db, pg) = match backend {
+            Backend::Embedded => {
+                let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+                (
+                    Database::connect(&url, &PoolSettings::default()).await?,
+                    None,
+                )
+            }
+            Backend::Real => {
+                let pg = TestPostgres::new()
+                    .await
+                    .context("Postgres must be running")?;
+                (pg.db.clone(), Some(pg))
+            }
+        };
+        db.migrate(tucdesk_auth::service::MIGRATIONS).await?;
+        let rendezvous_seed = tucdesk_crypto::rng::random_secret::<32>()?;
+        let rendezvous_public = Identity::from_seed(&rendezvous_seed).agent_id();
+
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+        let issuer = format!("http://{http_addr}");
+        let config = AuthConfig {
+            database_url: "unused://".into(),
+            bus_url: "memory://".into(),
+            cache_url: "memory://".into(),
+            grpc_addr,
+            http_addr,
+            issuer: issuer.clone(),
+            audience: "tucdesk".into(),
+            access_ttl: Duration::from_secs(900),
+            refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
+            session_ttl: Duration::from_secs(300),
+            kek: None,
+            key_dir: dir.path().join("keys"),
+            service_keys: vec![format!("rendezvous={rendezvous_public}")],
+        };
+        let backends = Backends {
+            db,
+            bus: Arc::new(MemoryBus::new()),
+            replay: Arc::new(MemoryReplayCache::new(100_000)),
+            limiter: Arc::new(MemoryRateLimiter::new(100_000)),
+        };
+        let kek = {
+            use base64::Engine as _;
+            let bytes = tucdesk_crypto::rng::random_array::<32>()?;
+            Kek::from_base64(&base64::engine::general_purpose::STANDARD.encode(bytes))?
+        };
+        let auth = Auth::new(
+            config,
+            backends,
+            kek,
+            PasswordHasher::insecure_fast_for_tests(),
+        )
+        .await?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let (auth, shutdown) = (auth.clone(), shutdown.clone());
+            async move {
+                if let Err(err) = tucdesk_auth::serve(auth, grpc, http, shutdown).await {
+                    eprintln!("test auth stopped: {err:#}");
+                }
+            }
+        });
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))?
+            .connect()
+            .await?;
+        Ok(Self {
+            auth,
+            grpc_addr,
+            http_addr,
+            issuer,
+            client: AuthServiceClient::new(channel),
+            rendezvous_seed,
+            shutdown,
+            task,
+            pg,
+            _dir: dir,
+        })
+    }
+
+    /// The signer a rendezvous replica of this deployment uses (auth trusts its key).
+    pub fn rendezvous_signer(&self) -> anyhow::Result<ServiceSigner> {
+        Ok(tucdesk_rendezvous::auth_link::service_signer(
+            Identity::from_seed(&self.rendezvous_seed),
+        )?)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Bootstraps a new team and logs its owner in on a fresh device.
+    pub async fn new_team(&self, owner_email: &str) -> anyhow::Result<Operator> {
+        let done = self
+            .auth
+            .bootstrap(&format!("team {owner_email}"), owner_email)
+            .await?;
+        self.auth
+            .accept_invite(done.setup_token.as_str(), PASSWORD.to_owned().into())
+            .await?;
+        self.login(owner_email, Identity::generate()?).await
+    }
+
+    /// Creates a user in `admin`'s team with `role` and logs them in on a fresh device.
+    pub async fn add_user(
+        &self,
+        admin: &Operator,
+        email: &str,
+        role: WireRole,
+    ) -> anyhow::Result<Operator> {
+        let target = email.to_lowercase();
+        let binding = (role as u32).to_be_bytes();
+        let proof = device_proof(
+            &admin.device,
+            tucdesk_auth::admin::CREATE_USER_METHOD,
+            &target,
+            "",
+            &binding,
+            b"",
+        )?;
+        let created = self
+            .client
+            .clone()
+            .create_user(admin.request(CreateUserRequest {
+                email: email.to_owned(),
+                display_name: email.to_owned(),
+                role: role as i32,
+                invite_ttl_seconds: 0,
+                proof: Some(proof),
+            })?)
+            .await?
+            .into_inner();
+        self.auth
+            .accept_invite(&created.invite_token, PASSWORD.to_owned().into())
+            .await?;
+        self.login(email, Identity::generate()?).await
+    }
+
+    /// Logs `email` in with the harness password on `device`.
+    pub async fn login(&self, email: &str, device: Identity) -> anyhow::Result<Operator> {
+        let challenge = self
+            .client
+            .clone()
+            .begin_device_binding(BeginDeviceBindingRequest {})
+            .await?
+            .into_inner()
+            .challenge;
+        let proof = device_proof(
+            &device,
+            tucdesk_auth::login::LOGIN_METHOD,
+            &email.trim().to_lowercase(),
+            "",
+            b"",
+            &challenge,
+        )?;
+        let response = self
+            .client
+            .clone()
+            .login(LoginRequest {
+                protocol_version: tucdesk_proto::PROTOCOL_VERSION,
+                email: email.to_owned(),
+                password: PASSWORD.to_owned(),
+                totp_code: String::new(),
+                device_proof: Some(proof),
+                client: None,
+            })
+            .await?
+            .into_inner();
+        let tokens = match response.result {
+            Some(login_response::Result::Tokens(tokens)) => tokens,
+            other => anyhow::bail!("login of {email} did not return tokens: {other:?}"),
+        };
+        let claims = self.auth.verifier().verify_access(
+            &tokens.access_token,
+            tucdesk_token::unix_now(),
+            tucdesk_token::RequireCnf::No,
+        )?;
+        Ok(Operator {
+            device,
+            access_token: tokens.access_token,
+            user_id: claims.sub,
+            team_id: claims.team_id,
+            email: email.to_owned(),
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        if let Some(pg) = self.pg {
+            let _ = pg.cleanup().await;
+        }
+    }
+}
