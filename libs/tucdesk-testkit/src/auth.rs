@@ -36,8 +36,9 @@ pub struct TestAuth {
     pub http_addr: SocketAddr,
     pub issuer: String,
     pub client: AuthServiceClient<Channel>,
-    /// Seed of the key rendezvous signs its service assertions with (trusted by this auth).
-    rendezvous_seed: zeroize::Zeroizing<[u8; 32]>,
+    /// Seed of the key rendezvous signs its service assertions with (trusted by this auth);
+    /// `None` when the trusted key belongs to a rendezvous outside the harness.
+    rendezvous_seed: Option<zeroize::Zeroizing<[u8; 32]>>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     pg: Option<TestPostgres>,
@@ -53,7 +54,30 @@ impl std::fmt::Debug for TestAuth {
 }
 
 impl TestAuth {
+    /// Starts auth trusting a rendezvous key the harness generates (see
+    /// [`TestAuth::rendezvous_signer`]).
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let rendezvous_seed = tucdesk_crypto::rng::random_secret::<32>()?;
+        let rendezvous_public = Identity::from_seed(&rendezvous_seed).agent_id();
+        Self::start_with(backend, &rendezvous_public, Some(rendezvous_seed)).await
+    }
+
+    /// Starts auth trusting the service key of a rendezvous running outside the harness (a
+    /// `tucdesk-rendezvous` process): `rendezvous_public_key` is its base64url Ed25519 public
+    /// key, as `tucdesk-rendezvous service-key` prints it.
+    /// [`TestAuth::rendezvous_signer`] is unavailable on such an auth.
+    pub async fn start_trusting(
+        backend: Backend,
+        rendezvous_public_key: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(backend, rendezvous_public_key, None).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        rendezvous_public: &str,
+        rendezvous_seed: Option<zeroize::Zeroizing<[u8; 32]>>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (db, pg) = match backend {
             Backend::Embedded => {
@@ -71,8 +95,6 @@ impl TestAuth {
             }
         };
         db.migrate(tucdesk_auth::service::MIGRATIONS).await?;
-        let rendezvous_seed = tucdesk_crypto::rng::random_secret::<32>()?;
-        let rendezvous_public = Identity::from_seed(&rendezvous_seed).agent_id();
 
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
@@ -139,8 +161,11 @@ impl TestAuth {
 
     /// The signer a rendezvous replica of this deployment uses (auth trusts its key).
     pub fn rendezvous_signer(&self) -> anyhow::Result<ServiceSigner> {
+        let seed = self.rendezvous_seed.as_ref().context(
+            "this auth trusts an external rendezvous key (start_trusting); it has no signer",
+        )?;
         Ok(tucdesk_rendezvous::auth_link::service_signer(
-            Identity::from_seed(&self.rendezvous_seed),
+            Identity::from_seed(seed),
         )?)
     }
 
@@ -148,14 +173,30 @@ impl TestAuth {
         format!("http://{}", self.grpc_addr)
     }
 
-    /// Bootstraps a new team and logs its owner in on a fresh device.
+    /// A new team and its owner, logged in on a fresh device. The first team is bootstrapped
+    /// as an operator would; auth has no sign-up for further teams yet, so the harness writes
+    /// them the way bootstrap does (team, owner, invite) to test tenant isolation.
     pub async fn new_team(&self, owner_email: &str) -> anyhow::Result<Operator> {
-        let done = self
-            .auth
-            .bootstrap(&format!("team {owner_email}"), owner_email)
-            .await?;
+        let team_name = format!("team {owner_email}");
+        let setup_token = if tucdesk_auth::store::count_teams(self.auth.db()).await? == 0 {
+            self.auth
+                .bootstrap(&team_name, owner_email)
+                .await?
+                .setup_token
+                .as_str()
+                .to_owned()
+        } else {
+            let mut tx = self.auth.db().begin().await?;
+            let (_, user_id) =
+                tucdesk_auth::store::create_team_with_owner(&mut tx, &team_name, owner_email)
+                    .await?;
+            let (token, _) =
+                tucdesk_auth::store::create_invite(&mut tx, &user_id, 3_600_000).await?;
+            tx.commit().await?;
+            token.as_str().to_owned()
+        };
         self.auth
-            .accept_invite(done.setup_token.as_str(), PASSWORD.to_owned().into())
+            .accept_invite(&setup_token, PASSWORD.to_owned().into())
             .await?;
         self.login(owner_email, Identity::generate()?).await
     }

@@ -13,6 +13,7 @@ use tucdesk_testkit::{AgentLinkConn, Backend, Deployment, Operator, SimAgent, Te
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+#[derive(Debug)]
 pub struct Fixture {
     pub dep: Deployment,
     pub rdv: TestRendezvous,
