@@ -33,11 +33,8 @@ pub fn check_host(host: &HostInfo) -> Result<(), RendezvousError> {
             return bad("agent software fields must be at most 128 bytes");
         }
     }
-    if strings
-        .iter()
-        .chain(host.addresses.iter().collect::<Vec<_>>().iter())
-        .any(|s| s.chars().any(char::is_control))
-    {
+    let has_control = |s: &String| s.chars().any(char::is_control);
+    if strings.into_iter().any(has_control) || host.addresses.iter().any(has_control) {
         return bad("fields must not contain control characters");
     }
     Ok(())

@@ -305,8 +305,26 @@ impl Rendezvous {
         }
         self.audit_alone(requested).await?;
 
-        let policy = self.decide(&caller, &agent, &row, body).await?;
-        let policy = match policy {
+        let outcome = self.negotiate(&caller, &agent, &row, body, &checked).await;
+        if let Err(err) = &outcome {
+            // Every path that refuses records why; anything else (a backend failing, an
+            // approval that does not exist) must not leave the session NEGOTIATING for ever.
+            // Only a session still negotiating is changed, so recorded refusals stay as they are.
+            self.fail_negotiation(&row.id, &row.agent_id, err.reason(), &err.to_string())
+                .await?;
+        }
+        outcome
+    }
+
+    async fn negotiate(
+        &self,
+        caller: &Caller,
+        agent: &Agent,
+        row: &SessionRow,
+        body: &CreateSessionRequest,
+        checked: &Checked<'_>,
+    ) -> Result<CreateSessionResponse, RendezvousError> {
+        let policy = match self.decide(caller, agent, row, body).await? {
             Decided::Go(result) => result,
             Decided::Pending(pending) => {
                 return Ok(CreateSessionResponse {
@@ -315,7 +333,7 @@ impl Rendezvous {
             }
         };
         let accepted = self
-            .offer_and_wait(&caller, &agent, &row, body, &checked, policy)
+            .offer_and_wait(caller, agent, row, body, checked, policy)
             .await?;
         Ok(CreateSessionResponse {
             result: Some(create_session_response::Result::Accepted(accepted)),

@@ -274,6 +274,29 @@ async fn an_approval_covers_only_the_request_that_was_approved(backend: Backend)
         .await
         .unwrap_err();
     assert_eq!(reason(&status), RejectReason::ApprovalDenied);
+    // An approval that does not exist: not found, and the session is not left negotiating.
+    let mut unknown = shell(&s.operator, &s.agent);
+    unknown.request.approval_id = uuid::Uuid::new_v4().to_string();
+    let status = client
+        .create_session(s.operator.request(unknown.request.clone()).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let session = client
+        .get_session(
+            s.operator
+                .request(tucdesk_proto::v1::GetSessionRequest {
+                    session_id: unknown.request.session_id.clone(),
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        session.state,
+        tucdesk_proto::v1::SessionState::Failed as i32
+    );
     // Someone else using the operator's approval.
     let mut borrowed = s
         .admin
