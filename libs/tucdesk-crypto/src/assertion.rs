@@ -205,6 +205,24 @@ impl ServiceKeyring {
         Ok(())
     }
 
+    /// A keyring from configuration entries `name=<base64url Ed25519 public key>` (blank
+    /// entries ignored). Each key's kid is its fingerprint, which the calling service derives
+    /// the same way. The error names the entry's service, never more than the entry shows.
+    pub fn from_entries(entries: &[String]) -> Result<Self, String> {
+        let mut keyring = Self::new();
+        for entry in entries.iter().filter(|entry| !entry.trim().is_empty()) {
+            let (name, key) = entry.split_once('=').ok_or_else(|| {
+                format!("service key {entry:?} must look like name=<base64url public key>")
+            })?;
+            let public = PublicKey::from_agent_id(key.trim())
+                .map_err(|_| format!("service key for {name} is not an Ed25519 key"))?;
+            keyring
+                .insert(&public.fingerprint(), name.trim(), public)
+                .map_err(|err| format!("service key {name}: {err}"))?;
+        }
+        Ok(keyring)
+    }
+
     /// Verifies an assertion addressed to `audience` (this service) at
     /// `now_secs`. See the module docs for every rule.
     pub fn verify(

@@ -103,7 +103,8 @@ impl Auth {
             .await
             .map_err(|err| AuthError::internal("declaring the audit stream", err))?;
         let keys = SigningKeys::load_or_create(backends.db.clone(), kek.clone()).await?;
-        let service_keys = parse_service_keys(&config.service_keys)?;
+        let service_keys = ServiceKeyring::from_entries(&config.service_keys)
+            .map_err(AuthError::InvalidArgument)?;
         let verifier = TokenVerifier::new(keys.key_set().clone(), &config.issuer, &config.audience);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -291,25 +292,4 @@ fn check_lifetimes(config: &AuthConfig) -> Result<(), AuthError> {
         )));
     }
     Ok(())
-}
-
-/// Parses `name=<base64url public key>` entries into the keyring that authenticates
-/// internal callers.
-fn parse_service_keys(entries: &[String]) -> Result<ServiceKeyring, AuthError> {
-    let mut keyring = ServiceKeyring::new();
-    for entry in entries.iter().filter(|entry| !entry.trim().is_empty()) {
-        let (name, key) = entry.split_once('=').ok_or_else(|| {
-            AuthError::InvalidArgument(format!(
-                "service key {entry:?} must look like name=<base64url public key>"
-            ))
-        })?;
-        let public = tucdesk_crypto::PublicKey::from_agent_id(key.trim()).map_err(|_| {
-            AuthError::InvalidArgument(format!("service key for {name} is not an Ed25519 key"))
-        })?;
-        // The kid of a service's key is its fingerprint: stable and derivable by the caller.
-        keyring
-            .insert(&public.fingerprint(), name.trim(), public)
-            .map_err(|err| AuthError::InvalidArgument(format!("service key {name}: {err}")))?;
-    }
-    Ok(keyring)
 }

@@ -143,17 +143,9 @@ impl Rendezvous {
             .filter(|row| wanted.is_none_or(|state| row.state(now) == state))
             .map(|row| row.to_proto(now))
             .collect();
-        let next = (rows.len() == size as usize)
-            .then(|| rows.last())
-            .flatten()
-            .map(|row| (row.created_at_ms.to_string(), row.id.clone()));
-        let page = paging::next_page(
-            &fingerprint,
-            next.as_ref()
-                .map(|(ms, id)| [ms.as_str(), id.as_str()])
-                .as_ref()
-                .map(|a| &a[..]),
-        );
+        let page = paging::created_page(&fingerprint, &rows, size, |row| {
+            (row.created_at_ms, &row.id)
+        });
         Ok(ListEnrollmentTokensResponse {
             tokens,
             page: Some(page),

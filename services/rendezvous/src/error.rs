@@ -201,11 +201,12 @@ impl From<prost::DecodeError> for RendezvousError {
 
 /// Refuses clients older than the protocol floor with an explicit UPDATE_REQUIRED.
 pub fn check_client_version(version: u32) -> Result<(), RendezvousError> {
-    let min = tucdesk_proto::MIN_CLIENT_PROTOCOL_VERSION;
-    if version < min {
-        return Err(RendezvousError::UpdateRequired { got: version, min });
-    }
-    Ok(())
+    tucdesk_proto::check_peer_version(version, tucdesk_proto::MIN_CLIENT_PROTOCOL_VERSION).map_err(
+        |err| RendezvousError::UpdateRequired {
+            got: err.peer,
+            min: err.floor,
+        },
+    )
 }
 
 /// Decodes the `ErrorDetail` a status carries, for clients and tests.

@@ -113,7 +113,8 @@ impl Rendezvous {
             .ensure_stream(&audit_events::audit_stream())
             .await
             .map_err(|err| RendezvousError::internal("declaring the audit stream", err))?;
-        let service_keys = parse_service_keys(&config.service_keys)?;
+        let service_keys = ServiceKeyring::from_entries(&config.service_keys)
+            .map_err(RendezvousError::InvalidArgument)?;
         let replica_id = config
             .replica_id
             .clone()
@@ -239,28 +240,4 @@ fn check_config(config: &RendezvousConfig) -> Result<(), RendezvousError> {
         return bad("the maximum approval wait must be at least 1 min");
     }
     Ok(())
-}
-
-/// Parses `name=<base64url public key>` entries into the keyring that authenticates internal
-/// callers (the kid of a service's key is its fingerprint).
-fn parse_service_keys(entries: &[String]) -> Result<ServiceKeyring, RendezvousError> {
-    let mut keyring = ServiceKeyring::new();
-    for entry in entries.iter().filter(|entry| !entry.trim().is_empty()) {
-        let (name, key) = entry.split_once('=').ok_or_else(|| {
-            RendezvousError::InvalidArgument(format!(
-                "service key {entry:?} must look like name=<base64url public key>"
-            ))
-        })?;
-        let public = tucdesk_crypto::PublicKey::from_agent_id(key.trim()).map_err(|_| {
-            RendezvousError::InvalidArgument(format!(
-                "service key for {name} is not an Ed25519 key"
-            ))
-        })?;
-        keyring
-            .insert(&public.fingerprint(), name.trim(), public)
-            .map_err(|err| {
-                RendezvousError::InvalidArgument(format!("service key {name}: {err}"))
-            })?;
-    }
-    Ok(keyring)
 }

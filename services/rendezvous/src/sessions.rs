@@ -299,17 +299,9 @@ impl Rendezvous {
         for row in &rows {
             out.push(self.session_view(row).await?);
         }
-        let next = (rows.len() == size as usize)
-            .then(|| rows.last())
-            .flatten()
-            .map(|row| (row.created_at_ms.to_string(), row.id.clone()));
-        let page = paging::next_page(
-            &fingerprint,
-            next.as_ref()
-                .map(|(ms, id)| [ms.as_str(), id.as_str()])
-                .as_ref()
-                .map(|a| &a[..]),
-        );
+        let page = paging::created_page(&fingerprint, &rows, size, |row| {
+            (row.created_at_ms, &row.id)
+        });
         Ok(ListSessionsResponse {
             sessions: out,
             page: Some(page),

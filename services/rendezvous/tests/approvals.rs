@@ -197,11 +197,7 @@ async fn approval_by_another_authorized_human_opens_the_session_once(backend: Ba
     // The requester re-submits with a fresh session id and key.
     let mut again = shell(&s.operator, &s.agent);
     again.request.approval_id = pending.approval_id.clone();
-    let call = tokio::spawn({
-        let request = s.operator.request(again.request.clone()).unwrap();
-        let mut client = s.f.rdv.operator_client();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&s.f, &s.operator, again.request.clone());
     let offer = s.conn.next_offer(WAIT).await.unwrap();
     let policy = offer.policy_result.clone().unwrap();
     assert_eq!(policy.decision, PolicyDecision::Allow as i32);

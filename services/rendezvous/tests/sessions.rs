@@ -64,11 +64,7 @@ async fn a_session_is_negotiated_and_both_sides_share_keys(backend: Backend) {
     let (agent, mut conn) = f.connected("web-1", &["web"]).await;
     let ask = shell(&f.owner, &agent);
     let session_id = ask.request.session_id.clone();
-    let mut client = f.rdv.operator_client();
-    let call = tokio::spawn({
-        let request = f.owner.request(ask.request.clone()).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &f.owner, ask.request.clone());
     let offer = conn.next_offer(WAIT).await.expect("the agent got no offer");
     assert_eq!(offer.session_id, session_id);
     assert_eq!(offer.kind, SessionKind::Shell as i32);
@@ -203,11 +199,7 @@ async fn an_offer_crosses_replicas(backend: Backend) {
     // The agent's stream is on `other`; the operator talks to the first replica.
     let mut conn = agent.connect(&mut other.agent_client()).await.unwrap();
     let ask = shell(&f.owner, &agent);
-    let mut client = f.rdv.operator_client();
-    let call = tokio::spawn({
-        let request = f.owner.request(ask.request.clone()).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &f.owner, ask.request.clone());
     let offer = conn
         .next_offer(WAIT)
         .await
@@ -248,7 +240,6 @@ async fn policy_denial_stops_the_session_before_the_agent_sees_an_offer(backend:
     // Nothing reached the agent.
     assert!(conn.next_offer(Duration::from_millis(500)).await.is_none());
     // An exec on the same agent is not covered by the rule.
-    let mut client = f.rdv.operator_client();
     let exec_ask = f
         .owner
         .session_request(
@@ -257,10 +248,7 @@ async fn policy_denial_stops_the_session_before_the_agent_sees_an_offer(backend:
             Some(exec(&["uptime"])),
         )
         .unwrap();
-    let call = tokio::spawn({
-        let request = f.owner.request(exec_ask.request.clone()).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &f.owner, exec_ask.request.clone());
     let offer = conn.next_offer(WAIT).await.unwrap();
     assert_eq!(offer.exec.as_ref().unwrap().argv, vec!["uptime"]);
     conn.accept(&agent.identity, &offer).await.unwrap();
@@ -293,11 +281,7 @@ async fn offline_busy_refusing_and_silent_agents(backend: Backend) {
 
     // The person at the host says no.
     let (agent, mut conn) = f.connected("web-1", &[]).await;
-    let mut client = f.rdv.operator_client();
-    let call = tokio::spawn({
-        let request = f.owner.request(shell(&f.owner, &agent).request).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &f.owner, shell(&f.owner, &agent).request);
     let offer = conn.next_offer(WAIT).await.unwrap();
     conn.refuse(&offer.session_id, RejectReason::ConsentDenied, "not now")
         .await
@@ -307,11 +291,7 @@ async fn offline_busy_refusing_and_silent_agents(backend: Backend) {
     assert!(status.message().contains("not now"));
 
     // The agent never answers: AGENT_TIMEOUT, and the agent is told to drop the offer.
-    let mut client = f.rdv.operator_client();
-    let call = tokio::spawn({
-        let request = f.owner.request(shell(&f.owner, &agent).request).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &f.owner, shell(&f.owner, &agent).request);
     let offer = conn.next_offer(WAIT).await.unwrap();
     let status = call.await.unwrap().unwrap_err();
     assert_eq!(reason(&status), RejectReason::AgentTimeout);
@@ -547,11 +527,7 @@ async fn sessions_are_reported_listed_and_ended(backend: Backend) {
         .unwrap();
     let ask = shell(&operator, &agent);
     let session_id = ask.request.session_id.clone();
-    let mut client = f.rdv.operator_client();
-    let call = tokio::spawn({
-        let request = operator.request(ask.request.clone()).unwrap();
-        async move { client.create_session(request).await }
-    });
+    let call = common::spawn_session(&f, &operator, ask.request.clone());
     let offer = conn.next_offer(WAIT).await.unwrap();
     conn.accept(&agent.identity, &offer).await.unwrap();
     accepted(call.await.unwrap().unwrap().into_inner());

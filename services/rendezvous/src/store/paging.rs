@@ -69,6 +69,30 @@ pub fn next_page(filter: &[u8; FINGERPRINT_LEN], cursor: Option<&[&str]>) -> Pag
     PageResponse { next_page_token }
 }
 
+/// The response page after `rows` ordered by (created_at_ms, id): a full page may have more
+/// after its last row, a short one is the end.
+pub fn created_page<T>(
+    filter: &[u8; FINGERPRINT_LEN],
+    rows: &[T],
+    size: u32,
+    key: impl Fn(&T) -> (i64, &str),
+) -> PageResponse {
+    let last = (rows.len() == size as usize)
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| {
+            let (ms, id) = key(row);
+            (ms.to_string(), id.to_owned())
+        });
+    next_page(
+        filter,
+        last.as_ref()
+            .map(|(ms, id)| [ms.as_str(), id.as_str()])
+            .as_ref()
+            .map(|parts| &parts[..]),
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

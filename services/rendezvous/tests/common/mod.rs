@@ -125,6 +125,17 @@ pub fn accepted(response: CreateSessionResponse) -> tucdesk_proto::v1::SessionAc
     }
 }
 
+/// Starts a CreateSession in the background (it waits for the agent's answer).
+pub fn spawn_session(
+    f: &Fixture,
+    who: &Operator,
+    request: tucdesk_proto::v1::CreateSessionRequest,
+) -> tokio::task::JoinHandle<Result<tonic::Response<CreateSessionResponse>, tonic::Status>> {
+    let mut client = f.rdv.operator_client();
+    let request = who.request(request).unwrap();
+    tokio::spawn(async move { client.create_session(request).await })
+}
+
 pub fn pending(response: CreateSessionResponse) -> tucdesk_proto::v1::ApprovalPending {
     match response.result {
         Some(create_session_response::Result::ApprovalPending(pending)) => pending,
