@@ -70,6 +70,9 @@ fn run() -> Result<(), String> {
         // decoded message re-encodes to the same bytes (HashMap order varies
         // per process).
         .btree_map(".")
+        // Small initial stream buffers (see src/codec.rs): tens of thousands of agent streams
+        // per rendezvous replica.
+        .codec_path("crate::codec::CompactCodec")
         .file_descriptor_set_path(out_dir.join(DESCRIPTOR_FILE))
         .compile_protos(&protos, std::slice::from_ref(&proto_root))
         .map_err(|e| format!("protoc/prost code generation failed: {e}"))?;

@@ -23,6 +23,7 @@
 //! `tests/wire_compat.rs` fails if an existing field changes number or type.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod limits;
 pub mod metadata;
 pub mod validate;

@@ -47,8 +47,7 @@ impl AgentLink for RendezvousGrpc {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<BoxStream<ServerMessage>> {
         let source = request.remote_addr().map(|addr| addr.ip());
-        let stream = self.rdv.connect(request.into_inner(), source);
-        ok(Box::pin(stream))
+        ok(self.rdv.connect(request.into_inner(), source))
     }
 }
 

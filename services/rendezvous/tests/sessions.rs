@@ -9,12 +9,14 @@ use std::time::Duration;
 use common::{Fixture, WAIT, accepted, exec, shell};
 use tucdesk_crypto::SessionAnswer;
 use tucdesk_proto::v1::server_message::Kind as ServerKind;
+use tucdesk_proto::v1::session_signal::Signal;
 use tucdesk_proto::v1::{
-    EndSessionRequest, GetAgentRequest, GetSessionRequest, HandshakeReply, ListAgentsRequest,
-    ListSessionsRequest, PolicyDecision, PutPolicyRequest, RejectReason, RenameAgentRequest,
-    ReportSessionRequest, RevokeAgentRequest, Role, SessionEventKind, SessionKind, SessionReport,
-    SessionState, TagAgentRequest,
+    EndSessionRequest, GetAgentRequest, GetSessionRequest, HandshakeReply, IceTransportPolicy,
+    ListAgentsRequest, ListSessionsRequest, PolicyDecision, PutPolicyRequest, RejectReason,
+    RenameAgentRequest, RenewConnectivityRequest, ReportSessionRequest, RevokeAgentRequest, Role,
+    SessionEventKind, SessionKind, SessionReport, SessionState, TagAgentRequest,
 };
+use tucdesk_proto::v1::{IceCandidate, SdpType, SessionDescription, SessionSignal};
 use tucdesk_testkit::{Backend, Deployment, Operator, SimAgent, on_both_backends, reason};
 use tucdesk_token::{ExpectedSession, SessionKind as TokenKind};
 
@@ -585,6 +587,48 @@ async fn sessions_are_reported_listed_and_ended(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
+    // Fresh credentials for a path change late in the session: new relay tickets for both
+    // sides, the agent's copy pushed to it; only the session's operator may ask.
+    let renewed = client
+        .renew_connectivity(
+            operator
+                .request(RenewConnectivityRequest {
+                    session_id: session_id.clone(),
+                    path: tucdesk_proto::v1::Path::Turn as i32,
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let ice = renewed.ice.as_ref().unwrap();
+    assert_eq!(ice.transport_policy, IceTransportPolicy::Relay as i32);
+    assert!(
+        ice.servers
+            .iter()
+            .any(|s| s.username.ends_with(&session_id))
+    );
+    let update = conn.next(WAIT).await.unwrap().unwrap();
+    match update.kind {
+        Some(ServerKind::ConnectivityUpdate(update)) => {
+            assert_eq!(update.session_id, session_id);
+            let ticket = update.connectivity.unwrap().relay.unwrap().ticket;
+            assert_ne!(ticket, renewed.relay.as_ref().unwrap().ticket);
+        }
+        other => panic!("expected ConnectivityUpdate, got {other:?}"),
+    }
+    let status = client
+        .renew_connectivity(
+            colleague
+                .request(RenewConnectivityRequest {
+                    session_id: session_id.clone(),
+                    path: 0,
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
     // An admin ends it, with a device proof; the agent is told.
     let proof = f
         .owner
@@ -643,6 +687,108 @@ async fn without_a_relay_sessions_fail_clearly() {
     dep.cleanup().await;
 }
 
+async fn ice_signals_flow_between_the_two_sides_of_a_session(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let other = f.dep.replica().await.unwrap();
+    let agent = f.enrolled("web-1", &[]).await;
+    // Agent on one replica, operator on the other.
+    let mut conn = agent.connect(&mut other.agent_client()).await.unwrap();
+    let ask = shell(&f.owner, &agent);
+    let session_id = ask.request.session_id.clone();
+    let call = common::spawn_session(&f, &f.owner, ask.request.clone());
+    let offer = conn.next_offer(WAIT).await.unwrap();
+    conn.accept(&agent.identity, &offer).await.unwrap();
+    accepted(call.await.unwrap().unwrap().into_inner());
+
+    let (to_server, from_operator) = tokio::sync::mpsc::channel(8);
+    to_server
+        .send(SessionSignal {
+            session_id: session_id.clone(),
+            signal: Some(Signal::Description(SessionDescription {
+                r#type: SdpType::Offer as i32,
+                sdp: "v=0 operator".into(),
+            })),
+        })
+        .await
+        .unwrap();
+    let mut from_agent = f
+        .rdv
+        .operator_client()
+        .session_signals(
+            f.owner
+                .request(tokio_stream::wrappers::ReceiverStream::new(from_operator))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    // The operator's SDP reaches the agent ...
+    let message = conn.next(WAIT).await.unwrap().unwrap();
+    match message.kind {
+        Some(ServerKind::Signal(signal)) => {
+            assert_eq!(signal.session_id, session_id);
+            assert!(
+                matches!(signal.signal, Some(Signal::Description(d)) if d.sdp == "v=0 operator")
+            );
+        }
+        other => panic!("expected a signal, got {other:?}"),
+    }
+    // ... and the agent's candidate reaches the operator.
+    let candidate = |session_id: &str| {
+        tucdesk_proto::v1::agent_message::Kind::Signal(SessionSignal {
+            session_id: session_id.to_owned(),
+            signal: Some(Signal::Candidate(IceCandidate {
+                candidate: "candidate:1 1 udp 1 192.0.2.1 40000 typ host".into(),
+                ..Default::default()
+            })),
+        })
+    };
+    // A signal about a session that is not the agent's goes nowhere.
+    conn.send(candidate(&uuid::Uuid::new_v4().to_string()))
+        .await
+        .unwrap();
+    conn.send(candidate(&session_id)).await.unwrap();
+    let got = tokio::time::timeout(WAIT, from_agent.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.session_id, session_id);
+    assert!(matches!(got.signal, Some(Signal::Candidate(_))));
+
+    // Another team member cannot open the session's signaling.
+    let colleague = f
+        .dep
+        .user(
+            &f.owner,
+            &format!("op-{}@example.com", common::short_id()),
+            Role::Operator,
+        )
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(SessionSignal {
+        session_id: session_id.clone(),
+        signal: Some(Signal::EndOfCandidates(true)),
+    })
+    .await
+    .unwrap();
+    let status = f
+        .rdv
+        .operator_client()
+        .session_signals(
+            colleague
+                .request(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    drop(to_server);
+    other.stop().await;
+    f.cleanup().await;
+}
+
 on_both_backends!(
     a_session_is_negotiated_and_both_sides_share_keys,
     an_offer_crosses_replicas,
@@ -651,4 +797,5 @@ on_both_backends!(
     bad_requests_are_refused_before_policy,
     another_teams_agents_are_not_found,
     sessions_are_reported_listed_and_ended,
+    ice_signals_flow_between_the_two_sides_of_a_session,
 );

@@ -43,7 +43,7 @@ const DRAIN_RECONNECT_SPREAD_MS: u32 = 5_000;
 /// Largest bus delivery accepted (an encoded ServerMessage plus its envelope).
 const MAX_DELIVERY_LEN: usize = MAX_AGENT_STREAM_MESSAGE_LEN + 1024;
 
-type Outbound = mpsc::Sender<Result<ServerMessage, Status>>;
+type Outbound = mpsc::Sender<super::Queued>;
 
 /// A `Rejected` message.
 pub fn rejected(
@@ -73,7 +73,7 @@ fn refuse(outbound: &Outbound, err: RendezvousError) {
         ),
         _ => (0, 0),
     };
-    let _ = outbound.try_send(Ok(rejected(reason, &err.to_string(), min, retry)));
+    let _ = outbound.try_send(Ok(Box::new(rejected(reason, &err.to_string(), min, retry))));
     let _ = outbound.try_send(Err(Status::from(err)));
 }
 
@@ -87,7 +87,7 @@ pub(super) async fn serve(
     let first = tokio::select! {
         first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message()) => first,
         () = rdv.inner.draining.cancelled() => {
-            let _ = outbound.try_send(Ok(reconnect("this replica is shutting down")));
+            let _ = outbound.try_send(Ok(Box::new(reconnect("this replica is shutting down"))));
             return;
         }
     };
@@ -107,11 +107,14 @@ pub(super) async fn serve(
             return;
         }
     };
-    let Some(mut conn) = admit(&rdv, &register, source, &outbound).await else {
+    // Admission, the message handlers and the cleanup are boxed: a task's future stores its
+    // largest await inline for as long as the task lives, and these (database queries,
+    // audit writes) would otherwise make every idle agent's task ~18 KiB.
+    let Some(mut conn) = Box::pin(admit(&rdv, &register, source, &outbound)).await else {
         return;
     };
     let closed_by = conn.run(&mut inbound).await;
-    conn.finish(closed_by).await;
+    Box::pin(conn.finish(closed_by)).await;
 }
 
 fn reconnect(reason: &str) -> ServerMessage {
@@ -439,7 +442,7 @@ impl Connection {
                 replica_id: rdv.replica_id().to_owned(),
             })),
         };
-        let _ = outbound.try_send(Ok(registered));
+        let _ = outbound.try_send(Ok(Box::new(registered)));
         tracing::info!(agent_id, replica = rdv.replica_id(), "agent connected");
         Ok(Self {
             rdv: rdv.clone(),
@@ -486,7 +489,7 @@ impl Connection {
                             self.say(rejected(RejectReason::LimitExceeded, "too many messages", 0, 0));
                             return Ended::Violation;
                         }
-                        if let Some(ended) = self.on_agent_message(message).await {
+                        if let Some(ended) = Box::pin(self.on_agent_message(message)).await {
                             return ended;
                         }
                     }
@@ -494,7 +497,7 @@ impl Connection {
                 },
                 delivery = self.deliveries.next() => match delivery {
                     Some(delivery) => {
-                        if let Some(ended) = self.on_delivery(delivery).await {
+                        if let Some(ended) = Box::pin(self.on_delivery(delivery)).await {
                             return ended;
                         }
                     }
@@ -512,7 +515,7 @@ impl Connection {
     /// Queues a message for the agent, ignoring a full queue (the stream is ending anyway or
     /// the next write will notice).
     fn say(&self, message: ServerMessage) {
-        let _ = self.outbound.try_send(Ok(message));
+        let _ = self.outbound.try_send(Ok(Box::new(message)));
     }
 
     async fn on_agent_message(&mut self, message: AgentMessage) -> Option<Ended> {
@@ -686,7 +689,7 @@ impl Connection {
             }
             _ => {}
         }
-        let queued = self.outbound.try_send(Ok(message));
+        let queued = self.outbound.try_send(Ok(Box::new(message)));
         let ack = if queued.is_ok() {
             ACK_DELIVERED
         } else {
