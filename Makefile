@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Builds go outside the clone by default so every checkout (and CI) reuses one cache.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tucdesk/target
 
-.PHONY: help build test lint fmt bench deps demo
+.PHONY: help build test lint fmt bench bench-rendezvous deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -24,6 +24,12 @@ fmt: ## Format the code
 
 bench: ## Criterion benchmarks of the crypto core (figures go into docs/BENCHMARKS.md)
 	$(CARGO) bench -p tucdesk-crypto
+
+bench-rendezvous: ## Rendezvous load tools, release: registrations (in-process cache, Redis), 10 000 simulated agents
+	$(CARGO) build --release -p tucdesk-bench -p tucdesk-rendezvous
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench registrations --cache memory
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench registrations --cache redis
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench agent-load --agents 10000
 
 deps: ## Fail if a crate appears in two versions that is not on the upstream allowlist
 	@.ci/check-duplicates

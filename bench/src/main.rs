@@ -1,7 +1,11 @@
 //! `tucdesk-bench`: load tools whose figures go into `docs/BENCHMARKS.md`.
 //!
-//! Every run is bounded in time (at most [`MAX_SECONDS`]) and talks only to in-process services
-//! and the database named on the command line.
+//! Every run is bounded in time (at most [`MAX_SECONDS`]) and talks only to in-process services,
+//! the local databases and, for `agent-load`, a `tucdesk-rendezvous` child process on loopback.
+
+mod agent_load;
+mod probe;
+mod registrations;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +50,36 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Agent registration proofs verified per second on one core, replay check included
+    /// (`Rendezvous::verify_registration`), with the replay cache in-process or in Redis.
+    Registrations {
+        /// Where the replay cache lives (`redis` uses the Postgres/Redis/NATS of this machine).
+        #[arg(long, value_enum, default_value = "memory")]
+        cache: registrations::Cache,
+        /// How long each case is timed, in seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Proofs generated (untimed) per batch.
+        #[arg(long, default_value_t = 100_000)]
+        proofs: usize,
+        /// Verifications in flight in the second Redis case (the first has one).
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+    },
+    /// Simulated agents connected to one `tucdesk-rendezvous` process (the release binary next
+    /// to this one), each on its own connection: the replica's memory per agent and CPU per
+    /// heartbeat.
+    AgentLoad {
+        /// Agents to enroll and keep connected (at most 20 000).
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Heartbeat interval the replica announces to agents.
+        #[arg(long, default_value = "1s", value_parser = tucdesk_svc::config::parse_duration)]
+        heartbeat_interval: Duration,
+        /// CPU measurement window with every agent heartbeating, in seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +91,39 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => refresh(&database, concurrency.clamp(1, 64), bounded(seconds)?).await,
+        Command::Registrations {
+            cache,
+            seconds,
+            proofs,
+            in_flight,
+        } => {
+            registrations::run(registrations::Options {
+                cache,
+                duration: bounded(seconds)?,
+                proofs,
+                in_flight,
+            })
+            .await
+        }
+        Command::AgentLoad {
+            agents,
+            heartbeat_interval,
+            seconds,
+        } => {
+            let options = agent_load::Options {
+                agents,
+                heartbeat_interval,
+                window: bounded(seconds)?,
+            };
+            // Dropping the run on ctrl-c kills the rendezvous child (its guard's Drop).
+            tokio::select! {
+                result = agent_load::run(options) => result,
+                interrupted = tokio::signal::ctrl_c() => {
+                    interrupted?;
+                    bail!("interrupted");
+                }
+            }
+        }
     }
 }
 
