@@ -484,8 +484,53 @@ fn code_seeds(s: &Seeds) {
     }
 }
 
+/// The complete example policies of `docs/policy.md` (each fenced `yaml` block with a
+/// top-level `version:`), plus the built-in default.
+fn policy_seeds(s: &Seeds) {
+    s.put("builtin_default", tucdesk_policy::Policy::builtin_default_yaml());
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policy.md");
+    let text = fs::read_to_string(docs).expect("docs/policy.md");
+    let mut in_block = false;
+    let mut block = String::new();
+    let mut n = 0;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            if in_block && block.lines().any(|l| l.starts_with("version:")) {
+                s.put(&format!("doc_example_{n}"), &block);
+                n += 1;
+            }
+            in_block = line.trim() == "```yaml";
+            block.clear();
+        } else if in_block {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+}
+
+fn validation_seeds(s: &Seeds) {
+    s.put("uuid", cat(&[&[0], b"0190a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b"]));
+    s.put("agent_id", cat(&[&[1], b"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"]));
+    s.put("name", cat(&[&[2], b"web-1"]));
+    s.put("message", cat(&[&[3], b"change CHG-1234\nreviewed"]));
+    s.put("tag", cat(&[&[4], b"env=prod"]));
+    let exec = v1::ExecSpec {
+        argv: vec!["systemctl".into(), "status".into(), "nginx".into()],
+        env: [("LANG".to_owned(), "C".to_owned())].into_iter().collect(),
+        cwd: "/".into(),
+        timeout_ms: 10_000,
+        pty: false,
+    };
+    s.put("exec_spec", cat(&[&[5], &exec.encode_to_vec()]));
+    let size = v1::TerminalSize { cols: 80, rows: 24 };
+    s.put("terminal_size", cat(&[&[6], &size.encode_to_vec()]));
+    s.put("tags", cat(&[&[7], b"web\0env=prod\0web"]));
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    policy_seeds(&Seeds::target(&root, "policy_parse"));
+    validation_seeds(&Seeds::target(&root, "request_validation"));
     proto_seeds(&Seeds::target(&root, "proto_decode"));
     registration_seeds(&Seeds::target(&root, "registration_verify"));
     handshake_seeds(&Seeds::target(&root, "handshake"));
