@@ -43,7 +43,13 @@ async fn agents_are_online_while_connected_and_offline_after(backend: Backend) {
         .await,
         "a closed stream must read offline"
     );
-    assert!(f.actions().await.contains(&"agent.disconnected".to_owned()));
+    // The disconnect is audited after the lease is released.
+    assert!(
+        eventually(WAIT, || async {
+            f.actions().await.contains(&"agent.disconnected".to_owned())
+        })
+        .await
+    );
     f.cleanup().await;
 }
 
