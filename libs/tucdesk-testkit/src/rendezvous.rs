@@ -37,7 +37,10 @@ pub const TEST_HEARTBEAT: Duration = Duration::from_millis(500);
 pub struct Deployment {
     pub backend: Backend,
     pub auth: TestAuth,
+    /// The deployment's database, for the test's own checks (each replica opens its own
+    /// pool to `db_url` on its own runtime, as a separate process would).
     pub db: Database,
+    db_url: String,
     /// Settings every replica starts from; tests may adjust them before starting replicas.
     pub config: RendezvousConfig,
     namespace: String,
@@ -66,15 +69,18 @@ impl std::fmt::Debug for Deployment {
 }
 
 impl Deployment {
-    /// Starts auth and prepares the rendezvous database (no replica yet).
+    /// Starts auth and prepares the rendezvous database (no replica yet). With
+    /// `TUCDESK_TEST_LOG` set (a log filter such as `warn`), the services log to stderr.
     pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+        init_test_logging();
         let auth = TestAuth::start(backend).await?;
         let dir = tempfile::tempdir()?;
-        let (db, pg) = match backend {
+        let (db, db_url, pg) = match backend {
             Backend::Embedded => {
                 let url = format!("sqlite://{}", dir.path().join("rendezvous.db").display());
                 (
                     Database::connect(&url, &PoolSettings::default()).await?,
+                    url,
                     None,
                 )
             }
@@ -82,7 +88,7 @@ impl Deployment {
                 let pg = TestPostgres::new()
                     .await
                     .context("Postgres must be running")?;
-                (pg.db.clone(), Some(pg))
+                (pg.db.clone(), pg.url.clone(), Some(pg))
             }
         };
         db.migrate(tucdesk_rendezvous::service::MIGRATIONS).await?;
@@ -108,6 +114,7 @@ impl Deployment {
             backend,
             auth,
             db,
+            db_url,
             config,
             namespace,
             code_key: tucdesk_crypto::rng::random_array::<32>()?,
@@ -134,8 +141,11 @@ impl Deployment {
             .enable_all()
             .build()?;
         let memory = self.memory.clone();
-        let (db, namespace, config) =
-            (self.db.clone(), self.namespace.clone(), self.config.clone());
+        let (db, namespace, config) = (
+            self.db_url.clone(),
+            self.namespace.clone(),
+            self.config.clone(),
+        );
         let code_key = self.code_key;
         let signer = self.auth.rendezvous_signer()?;
         let shutdown = CancellationToken::new();
@@ -144,6 +154,7 @@ impl Deployment {
             let shutdown = shutdown.clone();
             async move {
                 let built = async {
+                    let db = Database::connect(&db, &PoolSettings::default()).await?;
                     let backends = backends(memory.as_ref(), db, &namespace).await?;
                     let auth = AuthLink::connect(
                         &config.auth_url,
@@ -246,6 +257,23 @@ async fn backends(
             leases: tucdesk_svc::lease::connect(&redis_url(), namespace).await?,
         },
     })
+}
+
+/// Logs of the in-process services, when `TUCDESK_TEST_LOG` asks for them (once per process;
+/// later calls find the subscriber installed and do nothing).
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let Ok(filter) = std::env::var("TUCDESK_TEST_LOG") else {
+        return;
+    };
+    ONCE.call_once(|| {
+        let mut args = tucdesk_svc::config::TelemetryArgs::new("test");
+        args.log_filter = filter;
+        if let Ok(guard) = tucdesk_svc::telemetry::init(&args) {
+            // Keep logging for the rest of the test process.
+            std::mem::forget(guard);
+        }
+    });
 }
 
 /// One running replica.
