@@ -229,10 +229,12 @@ impl Rendezvous {
         )
         .await?;
         let now = now_ms();
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.approval_view(row, now).await?);
-        }
+        let ids: Vec<String> = rows.iter().map(|row| row.agent_id.clone()).collect();
+        let names = agents::names_of(self.db(), &ids).await?;
+        let out = rows
+            .iter()
+            .map(|row| row.to_proto(names.get(&row.agent_id).map_or("", String::as_str), now))
+            .collect::<Result<Vec<_>, _>>()?;
         let page = paging::created_page(&fingerprint, &rows, size, |row| {
             (row.created_at_ms, &row.id)
         });
@@ -434,6 +436,9 @@ impl Rendezvous {
     ) -> Result<ReceiverStream<Result<ApprovalEvent, Status>>, RendezvousError> {
         let caller = self.caller(request).await?;
         caller.require(&[Role::Owner, Role::Admin, Role::Operator])?;
+        let slot = self.inner.watchers.try_take(caller.user_id()).ok_or(
+            RendezvousError::LimitExceeded("too many approval watchers for this user"),
+        )?;
         let mut subscription = self
             .inner
             .bus
@@ -451,8 +456,11 @@ impl Rendezvous {
         .await?;
         let (sender, receiver) = mpsc::channel(WATCH_QUEUE);
         let now = now_ms();
+        let ids: Vec<String> = pending.iter().map(|row| row.agent_id.clone()).collect();
+        let names = agents::names_of(self.db(), &ids).await?;
         for row in &pending {
-            let approval = self.approval_view(row, now).await?;
+            let approval =
+                row.to_proto(names.get(&row.agent_id).map_or("", String::as_str), now)?;
             if may_decide(&caller, &approval) {
                 let _ = sender.try_send(Ok(ApprovalEvent {
                     approval: Some(approval),
@@ -461,6 +469,7 @@ impl Rendezvous {
         }
         let draining = self.inner.draining.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             loop {
                 tokio::select! {
                     () = sender.closed() => return,

@@ -36,6 +36,7 @@ pub mod routing;
 pub mod service;
 pub mod sessions;
 pub mod signals;
+pub mod slots;
 pub mod store;
 pub mod turn;
 
@@ -57,6 +58,14 @@ pub use service::{Backends, Rendezvous};
 pub const MAX_AGENT_MESSAGE: usize = tucdesk_proto::limits::MAX_AGENT_STREAM_MESSAGE_LEN;
 /// Largest operator or internal request (a 256 KiB policy document is the biggest).
 pub const MAX_OPERATOR_MESSAGE: usize = tucdesk_proto::limits::MAX_GRPC_MESSAGE_LEN;
+/// HTTP/2 streams one client connection may open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// Calls one client connection may have in progress at once.
+pub const MAX_CALLS_PER_CONNECTION: usize = 64;
+/// WatchApprovals streams one user may hold at once (on one replica).
+pub const MAX_WATCHERS_PER_USER: usize = 4;
+/// SessionSignals streams one session may have at once (on one replica).
+pub const MAX_SIGNAL_STREAMS_PER_SESSION: usize = 4;
 /// How long agents get to read their `Reconnect` before the listeners close.
 pub const DRAIN_FLUSH: Duration = Duration::from_millis(500);
 /// HTTP/2 keepalive on agent connections: a host that vanished without closing its TCP
@@ -128,6 +137,10 @@ pub async fn serve(
     };
     let public_server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // One agent or viewer needs a handful of concurrent calls; bound what one connection
+        // can make the replica do at once.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub relays: RelayDirectory,
     pub policies: PolicyCache,
     pub agents: LocalAgents,
+    pub watchers: crate::slots::StreamSlots,
+    pub signal_streams: crate::slots::StreamSlots,
     /// Cancelled when the replica starts draining: agent streams are told to reconnect
     /// elsewhere and long waits end.
     pub draining: CancellationToken,
@@ -126,6 +128,10 @@ impl Rendezvous {
                 relays: RelayDirectory::new(config.region.clone(), metrics.relay_nodes.clone()),
                 policies: PolicyCache::new(),
                 agents: LocalAgents::new(config.max_agents),
+                watchers: crate::slots::StreamSlots::new(crate::MAX_WATCHERS_PER_USER),
+                signal_streams: crate::slots::StreamSlots::new(
+                    crate::MAX_SIGNAL_STREAMS_PER_SESSION,
+                ),
                 draining: CancellationToken::new(),
                 db: backends.db,
                 bus: backends.bus,

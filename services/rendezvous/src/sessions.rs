@@ -295,10 +295,12 @@ impl Rendezvous {
             size,
         )
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.session_view(row).await?);
-        }
+        let ids: Vec<String> = rows.iter().map(|row| row.agent_id.clone()).collect();
+        let names = agents::names_of(self.db(), &ids).await?;
+        let out = rows
+            .iter()
+            .map(|row| row.to_proto(names.get(&row.agent_id).map_or("", String::as_str)))
+            .collect::<Result<Vec<_>, _>>()?;
         let page = paging::created_page(&fingerprint, &rows, size, |row| {
             (row.created_at_ms, &row.id)
         });

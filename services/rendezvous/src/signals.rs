@@ -70,6 +70,13 @@ impl Rendezvous {
                 "the session has ended",
             ));
         }
+        let slot =
+            self.inner
+                .signal_streams
+                .try_take(&row.id)
+                .ok_or(RendezvousError::LimitExceeded(
+                    "too many signaling streams for this session",
+                ))?;
         let mut deliveries = self
             .inner
             .bus
@@ -79,6 +86,7 @@ impl Rendezvous {
         let (outbound, receiver) = mpsc::channel(SIGNAL_QUEUE);
         let rdv = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let session_id = row.id.clone();
             let agent_id = row.agent_id.clone();
             let mut candidates = 0usize;

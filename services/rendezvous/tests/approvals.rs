@@ -443,6 +443,31 @@ async fn approvers_watch_and_list_requests(backend: Backend) {
         ApprovalState::Approved as i32
     );
 
+    // Watchers per user are capped; a closed watcher frees its place.
+    let mut more = Vec::new();
+    for _ in 1..tucdesk_rendezvous::MAX_WATCHERS_PER_USER {
+        more.push(
+            client
+                .watch_approvals(s.admin.request(WatchApprovalsRequest {}).unwrap())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let status = client
+        .watch_approvals(s.admin.request(WatchApprovalsRequest {}).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), RejectReason::LimitExceeded);
+    drop(watch);
+    assert!(
+        tucdesk_testkit::eventually(WAIT, || {
+            let mut client = client.clone();
+            let request = s.admin.request(WatchApprovalsRequest {}).unwrap();
+            async move { client.watch_approvals(request).await.is_ok() }
+        })
+        .await
+    );
     // Admins list the team's requests; an operator only their own.
     let listed = client
         .list_approvals(s.admin.request(ListApprovalsRequest::default()).unwrap())

@@ -131,6 +131,32 @@ pub async fn tags_of(
     Ok(out)
 }
 
+/// Display names of the agents in `agent_ids` (one query; unknown ids are absent).
+pub async fn names_of(
+    db: &Database,
+    agent_ids: &[String],
+) -> Result<HashMap<String, String>, RendezvousError> {
+    let mut unique: Vec<&String> = agent_ids.iter().collect();
+    unique.sort();
+    unique.dedup();
+    if unique.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let placeholders = (1..=unique.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT agent_id, name FROM agents WHERE agent_id IN ({placeholders})");
+    let rows: Vec<(String, String)> = on_pool!(db, |pool| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+        for id in &unique {
+            query = query.bind(*id);
+        }
+        query.fetch_all(pool).await?
+    });
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn tags_of_tx(tx: &mut Tx, agent_id: &str) -> Result<Vec<String>, RendezvousError> {
     Ok(on_tx!(tx, |conn| {
         sqlx::query_scalar("SELECT tag FROM agent_tags WHERE agent_id = $1 ORDER BY tag")
