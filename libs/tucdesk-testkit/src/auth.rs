@@ -236,6 +236,87 @@ impl TestAuth {
         self.login(email, Identity::generate()?).await
     }
 
+    /// A support principal: `admin` creates a support code scoped to one agent (`agent:<id>`)
+    /// or tag (`tag:<tag>`) for `kinds`, and a technician on a fresh device redeems it.
+    pub async fn support_principal(
+        &self,
+        admin: &Operator,
+        scope: &str,
+        kinds: &[tucdesk_proto::v1::SessionKind],
+    ) -> anyhow::Result<Operator> {
+        use tucdesk_proto::v1::create_support_code_request::Scope;
+        let wire_scope = match scope.split_once(':') {
+            Some(("agent", id)) => Scope::AgentId(id.to_owned()),
+            Some(("tag", tag)) => Scope::Tag(tag.to_owned()),
+            _ => anyhow::bail!("scope must be agent:<id> or tag:<tag>"),
+        };
+        let kinds: Vec<i32> = kinds.iter().map(|k| *k as i32).collect();
+        let binding = tucdesk_auth::support_codes::create_binding(0, 1, &kinds);
+        let proof = device_proof(
+            &admin.device,
+            tucdesk_auth::support_codes::CREATE_METHOD,
+            scope,
+            "",
+            &binding,
+            b"",
+        )?;
+        let created = self
+            .client
+            .clone()
+            .create_support_code(admin.request(tucdesk_proto::v1::CreateSupportCodeRequest {
+                scope: Some(wire_scope),
+                allowed_kinds: kinds,
+                ttl_seconds: 0,
+                max_uses: 1,
+                note: "test".into(),
+                proof: Some(proof),
+            })?)
+            .await?
+            .into_inner();
+        let device = Identity::generate()?;
+        let challenge = self
+            .client
+            .clone()
+            .begin_device_binding(BeginDeviceBindingRequest {})
+            .await?
+            .into_inner()
+            .challenge;
+        let code = tucdesk_crypto::SupportCode::parse(&created.code)?;
+        let binding = tucdesk_auth::support_codes::redeem_binding(&code);
+        let proof = device_proof(
+            &device,
+            tucdesk_auth::support_codes::REDEEM_METHOD,
+            "",
+            "",
+            &binding,
+            &challenge,
+        )?;
+        let redeemed = self
+            .client
+            .clone()
+            .redeem_support_code(tucdesk_proto::v1::RedeemSupportCodeRequest {
+                protocol_version: tucdesk_proto::PROTOCOL_VERSION,
+                code: created.code.clone(),
+                device_proof: Some(proof),
+                display_name: "Support Technician".into(),
+                client: None,
+            })
+            .await?
+            .into_inner();
+        let claims = self.auth.verifier().verify_access(
+            &redeemed.access_token,
+            tucdesk_token::unix_now(),
+            tucdesk_token::RequireCnf::No,
+        )?;
+        Ok(Operator {
+            device,
+            access_token: redeemed.access_token,
+            user_id: claims.sub,
+            team_id: claims.team_id,
+            email: String::new(),
+        })
+    }
+
     /// Logs `email` in with the harness password on `device`.
     pub async fn login(&self, email: &str, device: Identity) -> anyhow::Result<Operator> {
         let challenge = self

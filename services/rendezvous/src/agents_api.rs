@@ -12,7 +12,7 @@ use tucdesk_proto::validate;
 use tucdesk_svc::sql::now_ms;
 use tucdesk_token::Role;
 
-use crate::caller::ProofScope;
+use crate::caller::{ProofScope, SupportScope};
 use crate::error::RendezvousError;
 use crate::link::PresenceRecord;
 use crate::service::Rendezvous;
@@ -101,6 +101,10 @@ impl Rendezvous {
         let agent = agents::find_in_team(self.db(), team_id, agent_id)
             .await?
             .ok_or(RendezvousError::NotFound("agent"))?;
+        self.agent_view_of(agent).await
+    }
+
+    async fn agent_view_of(&self, agent: agents::Agent) -> Result<Agent, RendezvousError> {
         let presence = self
             .presence()
             .online(std::slice::from_ref(&agent.row.agent_id))
@@ -134,6 +138,33 @@ impl Rendezvous {
         }
         let presence_filter =
             PresenceFilter::try_from(body.presence).unwrap_or(PresenceFilter::Unspecified);
+        // A support principal lists only what its code reaches.
+        let mut tags = tags;
+        match caller.support_scope() {
+            None => {}
+            Some(SupportScope::Tag(tag)) => {
+                if !tags.iter().any(|t| t == tag) {
+                    tags.push(tag.to_owned());
+                }
+            }
+            Some(SupportScope::Agent(agent_id)) => {
+                let found = agents::find_in_team(self.db(), caller.team_id(), agent_id).await?;
+                let agents = match found {
+                    Some(agent) => vec![self.agent_view_of(agent).await?],
+                    None => Vec::new(),
+                };
+                return Ok(ListAgentsResponse {
+                    agents,
+                    page: Some(Default::default()),
+                });
+            }
+            Some(SupportScope::Nothing) => {
+                return Ok(ListAgentsResponse {
+                    agents: Vec::new(),
+                    page: Some(Default::default()),
+                });
+            }
+        }
         let filter = ListFilter {
             tags,
             name_contains: (!body.name_contains.is_empty()).then(|| body.name_contains.clone()),
@@ -221,8 +252,13 @@ impl Rendezvous {
     ) -> Result<Agent, RendezvousError> {
         let caller = self.caller(request).await?;
         caller.require(READERS)?;
-        self.agent_view(caller.team_id(), &request.get_ref().agent_id)
-            .await
+        let agent_id = &request.get_ref().agent_id;
+        check_agent_id(agent_id)?;
+        let agent = agents::find_in_team(self.db(), caller.team_id(), agent_id)
+            .await?
+            .filter(|agent| caller.sees_agent(&agent.row.agent_id, &agent.tags))
+            .ok_or(RendezvousError::NotFound("agent"))?;
+        self.agent_view_of(agent).await
     }
 
     pub async fn rename_agent(

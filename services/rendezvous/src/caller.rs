@@ -28,6 +28,15 @@ pub struct Caller {
     pub principal: PrincipalKind,
 }
 
+/// What a support code reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupportScope<'a> {
+    Agent(&'a str),
+    Tag(&'a str),
+    /// A scope this build does not understand: reaches nothing (fail closed).
+    Nothing,
+}
+
 /// The request fields a device proof covers, per method (`docs/protocol.md`, "Device proofs").
 #[derive(Debug, Clone, Copy)]
 pub struct ProofScope<'a> {
@@ -87,6 +96,32 @@ impl Caller {
             device_key_thumbprint: self.device_jkt().unwrap_or_default().to_owned(),
             principal_kind: self.principal as i32,
             client_id: self.claims.client_id.clone().unwrap_or_default(),
+        }
+    }
+
+    /// For a support principal, the agents its code reaches (`agent:<id>` or `tag:<tag>`);
+    /// `None` for everyone else. Outside it, agents do not exist for the caller.
+    pub fn support_scope(&self) -> Option<SupportScope<'_>> {
+        if self.principal != PrincipalKind::Support {
+            return None;
+        }
+        let scope = self.claims.scp.as_deref().unwrap_or_default();
+        Some(if let Some(agent_id) = scope.strip_prefix("agent:") {
+            SupportScope::Agent(agent_id)
+        } else if let Some(tag) = scope.strip_prefix("tag:") {
+            SupportScope::Tag(tag)
+        } else {
+            SupportScope::Nothing
+        })
+    }
+
+    /// Whether the caller may see this agent at all (support principals: only within scope).
+    pub fn sees_agent(&self, agent_id: &str, tags: &[String]) -> bool {
+        match self.support_scope() {
+            None => true,
+            Some(SupportScope::Agent(id)) => id == agent_id,
+            Some(SupportScope::Tag(tag)) => tags.iter().any(|t| t == tag),
+            Some(SupportScope::Nothing) => false,
         }
     }
 

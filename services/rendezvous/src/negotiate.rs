@@ -79,12 +79,7 @@ fn may_open(caller: &Caller, kind: SessionKind, agent: &Agent) -> Result<(), Ren
                 .kinds
                 .as_ref()
                 .is_some_and(|kinds| kinds.contains(&token_kind));
-            let scope_ok = caller.claims.scp.as_deref().is_some_and(|scp| {
-                scp.strip_prefix("agent:") == Some(agent.row.agent_id.as_str())
-                    || scp
-                        .strip_prefix("tag:")
-                        .is_some_and(|tag| agent.tags.iter().any(|t| t == tag))
-            });
+            let scope_ok = caller.sees_agent(&agent.row.agent_id, &agent.tags);
             // Outside its scope the agent does not exist for a support principal.
             if !scope_ok {
                 return Err(RendezvousError::NotFound("agent"));

@@ -322,6 +322,50 @@ async fn only_admins_rename_and_tag_and_tags_need_a_device_proof(backend: Backen
     f.cleanup().await;
 }
 
+async fn support_principals_see_only_what_their_code_reaches(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let (inside, _c1) = f.connected("kiosk-1", &["kiosk"]).await;
+    let (outside, _c2) = f.connected("db-1", &["db"]).await;
+    let mut client = f.rdv.operator_client();
+    for scope in [
+        format!("agent:{}", inside.agent_id()),
+        "tag:kiosk".to_owned(),
+    ] {
+        let tech = f
+            .dep
+            .auth
+            .support_principal(&f.owner, &scope, &[tucdesk_proto::v1::SessionKind::Shell])
+            .await
+            .unwrap();
+        let listed = client
+            .list_agents(tech.request(ListAgentsRequest::default()).unwrap())
+            .await
+            .unwrap()
+            .into_inner();
+        let ids: Vec<String> = listed.agents.into_iter().map(|a| a.agent_id).collect();
+        assert_eq!(ids, vec![inside.agent_id()], "{scope}");
+        let status = client
+            .get_agent(
+                tech.request(GetAgentRequest {
+                    agent_id: outside.agent_id(),
+                })
+                .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{scope}");
+        let status = client
+            .create_session(
+                tech.request(common::shell(&tech, &outside).request)
+                    .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{scope}");
+    }
+    f.cleanup().await;
+}
+
 on_both_backends!(
     agents_are_online_while_connected_and_offline_after,
     a_silent_agent_is_closed_and_goes_offline,
@@ -329,4 +373,5 @@ on_both_backends!(
     a_draining_replica_sends_its_agents_elsewhere,
     listing_filters_by_tag_name_and_presence_and_pages,
     only_admins_rename_and_tag_and_tags_need_a_device_proof,
+    support_principals_see_only_what_their_code_reaches,
 );
