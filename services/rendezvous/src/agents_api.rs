@@ -141,12 +141,10 @@ impl Rendezvous {
         // A support principal lists only what its code reaches.
         let mut tags = tags;
         match caller.support_scope() {
-            None => {}
-            Some(SupportScope::Tag(tag)) => {
-                if !tags.iter().any(|t| t == tag) {
-                    tags.push(tag.to_owned());
-                }
+            Some(SupportScope::Tag(tag)) if !tags.iter().any(|t| t == tag) => {
+                tags.push(tag.to_owned());
             }
+            None | Some(SupportScope::Tag(_)) => {}
             Some(SupportScope::Agent(agent_id)) => {
                 let found = agents::find_in_team(self.db(), caller.team_id(), agent_id).await?;
                 let agents = match found {
