@@ -5,6 +5,7 @@
 //!   production implementation and an embedded one behind the same interface.
 //! - [`ratelimit`]: per-key attempt limits with lockout (logins, support codes, registrations).
 //! - [`audit_events`]: audit events into the outbox, the one way every service records actions.
+//! - [`auth_keys`]: the auth service's token signing keys, followed over gRPC.
 //! - [`testing`]: isolated real-backend fixtures for every crate's tests.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod telemetry;
 pub mod trace_context;
 
 pub mod audit_events;
+pub mod auth_keys;
 pub mod bus;
 pub mod cache;
 pub mod lease;
