@@ -12,6 +12,7 @@
 //! | [`codes`] | support/enrollment codes: Crockford base32, keyed hash |
 //! | [`device_proof`] | operator device-key proofs over a request context (`tucdesk-device-proof-v1`) |
 //! | [`jws`], [`assertion`] | strict EdDSA compact JWS; service-to-service assertions |
+//! | [`turn`] | TURN REST credentials for coturn (`use-auth-secret`) |
 //! | [`hazmat`] | fixed-key constructors for vectors, fuzzing and benches only |
 //!
 //! The byte layouts are documented in each module and in the crate README;
@@ -34,6 +35,7 @@ pub mod keyfile;
 pub mod registration;
 pub mod rng;
 pub mod secret;
+pub mod turn;
 
 pub use assertion::{ServiceClaims, ServiceKeyring, ServiceSigner};
 pub use codes::{CodeHash, CodeHashKey, CodeKind, SupportCode};

@@ -317,6 +317,42 @@ impl TestAuth {
         })
     }
 
+    /// Session token and relay tickets for a session of `operator` on `agent_id` through
+    /// relay node `relay_node_id`, minted by auth exactly as rendezvous asks for them.
+    pub async fn mint_session(
+        &self,
+        operator: &Operator,
+        agent_id: &str,
+        session_id: &str,
+        relay_node_id: &str,
+        ttl_seconds: u32,
+    ) -> anyhow::Result<tucdesk_proto::v1::MintSessionTokenResponse> {
+        let channel = tonic::transport::Channel::from_shared(self.url())?
+            .connect()
+            .await?;
+        let mut client = tucdesk_proto::v1::auth_internal_client::AuthInternalClient::new(channel);
+        let assertion = self
+            .rendezvous_signer()?
+            .issue("auth", tucdesk_token::unix_now())?;
+        let mut request = tonic::Request::new(tucdesk_proto::v1::MintSessionTokenRequest {
+            session_id: session_id.to_owned(),
+            team_id: operator.team_id.clone(),
+            agent_id: agent_id.to_owned(),
+            user_id: operator.user_id.clone(),
+            device_key_thumbprint: operator.device.public_key().jwk_thumbprint(),
+            e_op_pub: tucdesk_crypto::rng::random_array::<32>()?.to_vec(),
+            kind: tucdesk_proto::v1::SessionKind::Shell as i32,
+            relay_node_id: relay_node_id.to_owned(),
+            ttl_seconds,
+            rendezvous_audience: "tucdesk-test".to_owned(),
+        });
+        request.metadata_mut().insert(
+            tucdesk_proto::metadata::SERVICE_ASSERTION,
+            assertion.parse()?,
+        );
+        Ok(client.mint_session_token(request).await?.into_inner())
+    }
+
     /// Logs `email` in with the harness password on `device`.
     pub async fn login(&self, email: &str, device: Identity) -> anyhow::Result<Operator> {
         let challenge = self

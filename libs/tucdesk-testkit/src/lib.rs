@@ -10,6 +10,7 @@ pub mod agent;
 pub mod auth;
 pub mod operator;
 pub mod relay;
+pub mod relay_node;
 pub mod rendezvous;
 
 pub use agent::{AgentLinkConn, SimAgent};

@@ -1,36 +1,12 @@
-//! TURN credentials in the TURN REST scheme coturn accepts with `use-auth-secret`:
-//! `username = "<expiry unix seconds>:<session_id>"`,
-//! `credential = base64(HMAC-SHA1(static-auth-secret, username))`.
-//!
-//! coturn recomputes the HMAC and refuses the username once its expiry has passed, so the
-//! credentials need no state anywhere and die with the negotiation window.
+//! TURN credentials for the ICE servers of a session (TURN REST scheme, minted with
+//! `tucdesk_crypto::turn`), and the ICE server list of a relay node.
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{KeyInit as _, Mac as _};
+use tucdesk_crypto::turn::{TurnCredential, turn_credential};
 use tucdesk_proto::v1::IceServer;
-use zeroize::Zeroizing;
 
 use crate::error::RendezvousError;
-
-/// A TURN username and password for one session.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TurnCredential {
-    pub username: String,
-    pub password: Zeroizing<String>,
-    pub expires_at_secs: u64,
-}
-
-impl std::fmt::Debug for TurnCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnCredential")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
 
 /// Mints a credential for `session_id` valid until `now_secs + ttl`.
 pub fn mint(
@@ -39,17 +15,12 @@ pub fn mint(
     now_secs: u64,
     ttl: Duration,
 ) -> Result<TurnCredential, RendezvousError> {
-    let expires_at_secs = now_secs.saturating_add(ttl.as_secs());
-    let username = format!("{expires_at_secs}:{session_id}");
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
-        .map_err(|err| RendezvousError::internal("TURN secret", err))?;
-    mac.update(username.as_bytes());
-    let password = Zeroizing::new(STANDARD.encode(mac.finalize().into_bytes()));
-    Ok(TurnCredential {
-        username,
-        password,
-        expires_at_secs,
-    })
+    turn_credential(
+        secret.as_bytes(),
+        session_id,
+        now_secs.saturating_add(ttl.as_secs()),
+    )
+    .map_err(|err| RendezvousError::internal("minting TURN credentials", err))
 }
 
 /// The ICE servers of a relay node for one side of a session: its STUN URLs, and its TURN
@@ -83,24 +54,6 @@ pub fn ice_servers(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_match_the_turn_rest_scheme() {
-        // Expected value computed independently with Python's hmac module.
-        let credential = mint(
-            "coturn-shared-secret",
-            "0190a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b",
-            1_767_225_600 - 300,
-            Duration::from_secs(300),
-        )
-        .unwrap();
-        assert_eq!(
-            credential.username,
-            "1767225600:0190a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b"
-        );
-        assert_eq!(credential.password.as_str(), "FpbiCWGbHZMlsD/zGJ6dP+al9nA=");
-        assert!(!format!("{credential:?}").contains("FpbiCW"));
-    }
 
     #[test]
     fn turn_servers_are_offered_only_with_a_credential() {
