@@ -57,7 +57,17 @@ impl TestRelay {
     pub async fn start(
         auth: &TestAuth,
         bus: Arc<dyn Bus>,
+        config: RelayConfig,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_tls(auth, bus, config, None).await
+    }
+
+    /// The same, serving the WebSocket relay over TLS with `tls`.
+    pub async fn start_with_tls(
+        auth: &TestAuth,
+        bus: Arc<dyn Bus>,
         mut config: RelayConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> anyhow::Result<Self> {
         let ws = TcpListener::bind("127.0.0.1:0").await?;
         let stun = UdpSocket::bind("127.0.0.1:0").await?;
@@ -67,7 +77,8 @@ impl TestRelay {
         config.ws_addr = ws_addr;
         config.stun_addr = stun_addr;
         config.admin_addr = admin_addr;
-        config.ws_url = Some(format!("ws://{ws_addr}/v1/pipe"));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        config.ws_url = Some(format!("{scheme}://{ws_addr}/v1/pipe"));
         let channel = tucdesk_svc::auth_keys::auth_channel(&auth.url())?;
         let keys = tucdesk_svc::auth_keys::AuthKeys::connect(
             channel,
@@ -81,7 +92,7 @@ impl TestRelay {
         let task = tokio::spawn(tucdesk_relay::serve(
             relay.clone(),
             Listeners { ws, stun, admin },
-            None,
+            tls,
             shutdown.clone(),
         ));
         Ok(Self {
