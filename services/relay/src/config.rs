@@ -105,24 +105,24 @@ pub struct RelayConfig {
     #[arg(long, env = "TUCDESK_RELAY_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Sustained bytes per second each direction of a session may send.
-    #[arg(long, env = "TUCDESK_RELAY_SESSION_RATE", default_value_t = 64 * 1024 * 1024)]
+    /// Sustained bytes per second each direction of a session may send (0 = no limit).
+    #[arg(long = "session-rate", env = "TUCDESK_RELAY_SESSION_RATE", default_value_t = 64 * 1024 * 1024)]
     pub session_bytes_per_sec: u64,
 
     /// Burst each direction of a session may send above the sustained rate.
-    #[arg(long, env = "TUCDESK_RELAY_SESSION_BURST", default_value_t = 128 * 1024 * 1024)]
+    #[arg(long = "session-burst", env = "TUCDESK_RELAY_SESSION_BURST", default_value_t = 128 * 1024 * 1024)]
     pub session_burst_bytes: u64,
 
     /// A direction throttled without pause for this long is a flood: the session is closed.
     #[arg(long, env = "TUCDESK_RELAY_FLOOD_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub flood_grace: Duration,
 
-    /// Bytes per second the whole node forwards at most (all sessions share it).
-    #[arg(long, env = "TUCDESK_RELAY_NODE_RATE", default_value_t = 1024 * 1024 * 1024)]
+    /// Bytes per second the whole node forwards at most (all sessions share it; 0 = no limit).
+    #[arg(long = "node-rate", env = "TUCDESK_RELAY_NODE_RATE", default_value_t = 1024 * 1024 * 1024)]
     pub node_bytes_per_sec: u64,
 
     /// STUN Binding answers per second per source address (IPv6: per /64).
-    #[arg(long, env = "TUCDESK_RELAY_STUN_RATE", default_value_t = 20)]
+    #[arg(long = "stun-rate", env = "TUCDESK_RELAY_STUN_RATE", default_value_t = 20)]
     pub stun_per_source_per_sec: u32,
 
     /// Heartbeat interval on the bus.
