@@ -527,8 +527,23 @@ fn validation_seeds(s: &Seeds) {
     s.put("tags", cat(&[&[7], b"web\0env=prod\0web"]));
 }
 
+fn stun_seeds(s: &Seeds) {
+    s.put("binding", cat(&[&[0], &tucdesk_stun::binding_request([1; 12], false)]));
+    s.put("binding_fingerprint", cat(&[&[0], &tucdesk_stun::binding_request([2; 12], true)]));
+    let request = tucdesk_stun::parse_binding_request(&tucdesk_stun::binding_request([3; 12], true))
+        .expect("a request we built parses");
+    let peer = "[2001:db8::1]:3478".parse().expect("fixed address");
+    s.put("binding_answer", cat(&[&[0], &tucdesk_stun::binding_success(&request, peer)]));
+    let challenge = tucdesk_stun::turn::Builder::new(tucdesk_stun::turn::ALLOCATE_ERROR, [4; 12])
+        .attribute(tucdesk_stun::turn::ATTR_ERROR_CODE, &[0, 0, 4, 1, b'U', b'n', b'a', b'u'])
+        .attribute(tucdesk_stun::turn::ATTR_REALM, b"tucdesk")
+        .attribute(tucdesk_stun::turn::ATTR_NONCE, b"0123456789abcdef");
+    s.put("turn_401", cat(&[&[1], challenge.bytes()]));
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    stun_seeds(&Seeds::target(&root, "stun_parse"));
     policy_seeds(&Seeds::target(&root, "policy_parse"));
     validation_seeds(&Seeds::target(&root, "request_validation"));
     proto_seeds(&Seeds::target(&root, "proto_decode"));

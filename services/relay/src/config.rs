@@ -122,7 +122,11 @@ pub struct RelayConfig {
     pub node_bytes_per_sec: u64,
 
     /// STUN Binding answers per second per source address (IPv6: per /64).
-    #[arg(long = "stun-rate", env = "TUCDESK_RELAY_STUN_RATE", default_value_t = 20)]
+    #[arg(
+        long = "stun-rate",
+        env = "TUCDESK_RELAY_STUN_RATE",
+        default_value_t = 20
+    )]
     pub stun_per_source_per_sec: u32,
 
     /// Heartbeat interval on the bus.

@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod pairing;
 pub mod pipe;
 pub mod service;
-pub mod stun;
 pub mod stun_server;
 pub mod tickets;
 pub mod turn_client;

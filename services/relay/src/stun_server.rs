@@ -8,7 +8,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::Relay;
-use crate::stun;
+use tucdesk_stun as stun;
 
 /// Sources tracked at most by the rate limiter; beyond, the least recently seen are forgotten.
 const TRACKED_SOURCES: u64 = 100_000;

@@ -14,7 +14,7 @@ use tucdesk_crypto::{Identity, ServiceSigner};
 use tucdesk_proto::v1::relay_admin_client::RelayAdminClient;
 use tucdesk_proto::v1::relay_control::Kind;
 use tucdesk_proto::v1::{DrainRequest, RelayCloseCode, RelayHeartbeat, RelayStatusRequest, Side};
-use tucdesk_relay::stun;
+use tucdesk_stun as stun;
 use tucdesk_svc::bus::Bus;
 use tucdesk_svc::testing::{nats_url, unique_name};
 use tucdesk_testkit::relay_node::{TestRelay, close_code, join, next_control, test_config};

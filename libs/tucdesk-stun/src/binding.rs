@@ -2,7 +2,7 @@
 //! answer, and the answer is the smallest correct one (XOR-MAPPED-ADDRESS, plus FINGERPRINT
 //! only when the request carried one), so the node is a poor amplifier.
 //!
-//! Pure: bytes in, bytes out, no I/O. The UDP loop around it is `stun_server`.
+//! Pure: bytes in, bytes out. The UDP loop around it is `tucdesk-relay`'s `stun_server`.
 
 use std::net::{IpAddr, SocketAddr};
 
