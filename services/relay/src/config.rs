@@ -170,6 +170,14 @@ impl RelayConfig {
             Err(err) => panic!("relay configuration defaults do not parse: {err}"),
         }
     }
+
+    /// WebSockets (and TCP connections) open at once at most: two per paired session plus
+    /// the ones waiting for their peer.
+    pub fn max_sockets(&self) -> usize {
+        let sessions = usize::try_from(self.max_sessions).unwrap_or(usize::MAX);
+        let waiting = usize::try_from(self.max_waiting).unwrap_or(usize::MAX);
+        sessions.saturating_mul(2).saturating_add(waiting)
+    }
 }
 
 impl std::fmt::Debug for RelayConfig {

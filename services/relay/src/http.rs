@@ -45,6 +45,14 @@ async fn pipe(
     if tucdesk_proto::validate::uuid("session_id", &session_id).is_err() {
         return (StatusCode::NOT_FOUND, "no such pipe").into_response();
     }
+    let Ok(socket_permit) = relay.inner.sockets.clone().try_acquire_owned() else {
+        relay.metrics().rejected.with_label_values(&["FULL"]).inc();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this relay is full; use another",
+        )
+            .into_response();
+    };
     upgrade
         .max_message_size(MAX_SEALED_FRAME_LEN)
         .max_frame_size(MAX_SEALED_FRAME_LEN)
@@ -52,7 +60,10 @@ async fn pipe(
         // Write each frame at once: a relay batches nothing, latency matters more.
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| crate::pipe::serve(relay, session_id, socket))
+        .on_upgrade(move |socket| async move {
+            crate::pipe::serve(relay, session_id, socket).await;
+            drop(socket_permit);
+        })
 }
 
 /// Accepts connections on `listener` (TLS if `tls` is set) and serves `router` on each, until

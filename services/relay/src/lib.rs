@@ -96,10 +96,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    let max_connections = usize::try_from(relay.config().max_sessions)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(2)
-        .saturating_add(usize::try_from(relay.config().max_waiting).unwrap_or(usize::MAX));
+    let max_connections = relay.config().max_sockets();
     let ws = http::serve(
         listeners.ws,
         tls,

@@ -146,6 +146,17 @@ async fn hello(
             "this relay is draining; use another",
         ));
     }
+    // Checked before the ticket is spent, so a side refused for capacity can retry with it.
+    let stats = &relay.inner.stats;
+    if stats.active_sessions.load(Ordering::Relaxed) >= relay.config().max_sessions
+        || stats.waiting.load(Ordering::Relaxed) >= relay.config().max_waiting
+    {
+        return Err(Refusal::new(
+            C::RateLimited,
+            R::LimitExceeded,
+            "this relay is full; use another",
+        ));
+    }
     relay
         .inner
         .tickets
@@ -168,21 +179,13 @@ async fn hello(
 
 /// Serves one WebSocket connection to its end.
 pub async fn serve(relay: Relay, session_id: String, mut socket: WebSocket) {
-    let (side, protocol_version) = match hello(&relay, &mut socket, &session_id).await {
+    // The phases are boxed so that an established session's task holds only the forwarding
+    // state, not the largest of every phase's futures.
+    let (side, protocol_version) = match Box::pin(hello(&relay, &mut socket, &session_id)).await {
         Ok(checked) => checked,
-        Err(refusal) => return refuse(&relay, socket, refusal).await,
+        Err(refusal) => return Box::pin(refuse(&relay, socket, refusal)).await,
     };
     let stats = &relay.inner.stats;
-    if stats.active_sessions.load(Ordering::Relaxed) >= relay.config().max_sessions
-        || stats.waiting.load(Ordering::Relaxed) >= relay.config().max_waiting
-    {
-        let refusal = Refusal::new(
-            RelayCloseCode::RateLimited,
-            RejectReason::LimitExceeded,
-            "this relay is full; use another",
-        );
-        return refuse(&relay, socket, refusal).await;
-    }
     let arrival = Arrival {
         socket,
         side,
@@ -196,11 +199,11 @@ pub async fn serve(relay: Relay, session_id: String, mut socket: WebSocket) {
                 RejectReason::AlreadyExists,
                 message,
             );
-            refuse(&relay, arrival.socket, refusal).await;
+            Box::pin(refuse(&relay, arrival.socket, refusal)).await;
         }
         Joined::First { id, peer, own } => {
             stats.waiting.fetch_add(1, Ordering::Relaxed);
-            let paired = wait_for_peer(&relay, &session_id, id, peer, *own).await;
+            let paired = Box::pin(wait_for_peer(&relay, &session_id, id, peer, *own)).await;
             stats.waiting.fetch_sub(1, Ordering::Relaxed);
             if let Some((first, second)) = paired {
                 forward(&relay, &session_id, first, second).await;
@@ -362,18 +365,28 @@ async fn pump(
 ) -> Stop {
     let config = relay.config();
     let mut bucket = TokenBucket::new(config.session_bytes_per_sec, config.session_burst_bytes);
+    let node_limited = config.node_bytes_per_sec > 0;
+    let session_limited = config.session_bytes_per_sec > 0;
     let mut throttled_since: Option<Instant> = None;
     let idle = config.idle_timeout;
+    // One timer and one drain future for the life of the direction, not one per message: the
+    // timer is only re-armed when it fires, to the moment the session would turn idle.
+    let idle_check = tokio::time::sleep(idle);
+    tokio::pin!(idle_check);
+    let drain_deadline = relay.inner.drain_deadline_passed.cancelled();
+    tokio::pin!(drain_deadline);
     loop {
         let next = tokio::select! {
             next = from.next() => next,
-            () = tokio::time::sleep(idle) => {
-                if activity.idle_for() >= idle {
+            () = &mut idle_check => {
+                let idle_for = activity.idle_for();
+                if idle_for >= idle {
                     return Stop::Idle;
                 }
+                idle_check.as_mut().reset(tokio::time::Instant::now() + (idle - idle_for));
                 continue;
             }
-            () = relay.inner.drain_deadline_passed.cancelled() => return Stop::Draining,
+            () = &mut drain_deadline => return Stop::Draining,
         };
         let data = match next {
             Some(Ok(Message::Binary(data))) => data,
@@ -408,9 +421,19 @@ async fn pump(
             tap(&data);
         }
         let now = Instant::now();
-        let wait = bucket
-            .take(len, now)
-            .max(relay.inner.node_bucket.take(len, now));
+        // An unlimited bucket is skipped: the node's is shared by every session, and its lock
+        // would otherwise be the one point all forwarding goes through.
+        let session_wait = if session_limited {
+            bucket.take(len, now)
+        } else {
+            Duration::ZERO
+        };
+        let node_wait = if node_limited {
+            relay.inner.node_bucket.take(len, now)
+        } else {
+            Duration::ZERO
+        };
+        let wait = session_wait.max(node_wait);
         if wait.is_zero() {
             throttled_since = None;
         } else {

@@ -57,6 +57,10 @@ pub(crate) struct Inner {
     pub stats: Stats,
     pub metrics: RelayMetrics,
     pub node_bucket: SharedBucket,
+    /// One permit per WebSocket from upgrade to close: the HTTP accept loop's permit ends at
+    /// the upgrade, so without this a flood of connections that never send a hello would be
+    /// unbounded for the hello timeout.
+    pub sockets: Arc<tokio::sync::Semaphore>,
     pub service_keys: ServiceKeyring,
     pub coturn: Mutex<CoturnHealth>,
     /// Set while draining: no new pairings, not advertised as available.
@@ -82,6 +86,7 @@ impl Relay {
         Ok(Self {
             inner: Arc::new(Inner {
                 node_bucket: SharedBucket::new(config.node_bytes_per_sec),
+                sockets: Arc::new(tokio::sync::Semaphore::new(config.max_sockets())),
                 room: Room::new(),
                 stats: Stats::default(),
                 metrics: RelayMetrics::new()?,

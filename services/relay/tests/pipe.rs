@@ -390,3 +390,97 @@ async fn an_unpaired_side_times_out() {
         Some(RelayCloseCode::PairingTimeout as u16)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_without_spending_the_ticket() {
+    let f = fixture(|config| config.max_sessions = 1).await;
+    let (_a, mut a_operator, mut a_agent) = paired(&f).await;
+    let (session_id, operator_ticket, _) = tickets(&f, "relay-test-1", 0).await;
+    let url = f.relay.url(&session_id);
+    let (mut refused, control) = join(&url, &session_id, Side::Operator, &operator_ticket)
+        .await
+        .unwrap();
+    assert_eq!(rejected_reason(&control), RejectReason::LimitExceeded);
+    assert_eq!(
+        close_code(&mut refused, WAIT).await,
+        Some(RelayCloseCode::RateLimited as u16)
+    );
+    // Once the first session ends there is room, and the same ticket still works.
+    a_operator.close(None).await.unwrap();
+    let _ = close_code(&mut a_agent, WAIT).await;
+    assert!(
+        tucdesk_testkit::eventually(WAIT, || async {
+            f.relay
+                .relay
+                .stats()
+                .active_sessions
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+        })
+        .await
+    );
+    let (_socket, control) = join(&url, &session_id, Side::Operator, &operator_ticket)
+        .await
+        .unwrap();
+    assert!(
+        matches!(control.kind, Some(Kind::Waiting(_))),
+        "{control:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_say_hello_are_bounded() {
+    // Two sockets per session plus the waiting ones: 1 × 2 + 1 = 3.
+    let f = fixture(|config| {
+        config.max_sessions = 1;
+        config.max_waiting = 1;
+    })
+    .await;
+    let url = f.relay.url(&uuid::Uuid::new_v4().to_string());
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio_tungstenite::connect_async(&url).await.unwrap().0);
+    }
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("a fourth connection must be refused, got {other:?}"),
+    }
+    // A silent socket that goes away frees its place.
+    drop(silent.pop());
+    assert!(
+        tucdesk_testkit::eventually(WAIT, || async {
+            tokio_tungstenite::connect_async(&url).await.is_ok()
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_stream_is_not_idle_but_silence_is() {
+    let idle = Duration::from_secs(1);
+    let f = fixture(|config| config.idle_timeout = idle).await;
+    let (_session, mut operator, mut agent) = paired(&f).await;
+    // Only the operator speaks, for 2.5 idle periods: the agent's direction being silent
+    // must not end the session.
+    for round in 0..10u8 {
+        operator
+            .send(Message::Binary(vec![round; 4].into()))
+            .await
+            .unwrap();
+        assert_eq!(next_binary(&mut agent).await, vec![round; 4]);
+        tokio::time::sleep(idle / 4).await;
+    }
+    // Then nobody speaks.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        close_code(&mut agent, WAIT).await,
+        Some(RelayCloseCode::IdleTimeout as u16)
+    );
+    assert!(started.elapsed() >= idle / 2, "closed before going idle");
+    assert_eq!(
+        close_code(&mut operator, WAIT).await,
+        Some(RelayCloseCode::IdleTimeout as u16)
+    );
+}
