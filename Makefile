@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Builds go outside the clone by default so every checkout (and CI) reuses one cache.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tucdesk/target
 
-.PHONY: help build test lint fmt bench bench-rendezvous deps demo
+.PHONY: help build test lint fmt bench bench-rendezvous bench-relay deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,6 +30,10 @@ bench-rendezvous: ## Rendezvous load tools, release: registrations (in-process c
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench registrations --cache memory
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench registrations --cache redis
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench agent-load --agents 10000
+
+bench-relay: ## Relay load tool, release: throughput, round trips and idle memory of a tucdesk-relay process vs TCP baselines
+	$(CARGO) build --release -p tucdesk-bench -p tucdesk-relay
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench relay --sessions 100 --seconds 10 --idle-sessions 1000
 
 deps: ## Fail if a crate appears in two versions that is not on the upstream allowlist
 	@.ci/check-duplicates

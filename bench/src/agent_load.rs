@@ -12,9 +12,9 @@ mod server;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 use tucdesk_crypto::Identity;
 use tucdesk_testkit::{Backend, SimAgent, TestAuth};
@@ -118,7 +118,7 @@ async fn measure(
     let channel = fleet::channel(&url).await?;
     let audience: Arc<str> = AUDIENCE.into();
     let (agents, enroll_time) = phase("enrollment", n, async {
-        fleet::bounded("enrolled", vec![(); n], |index, ()| {
+        crate::phase::bounded("enrolled", vec![(); n], |index, ()| {
             fleet::enroll_one(channel.clone(), owner.clone(), audience.clone(), index)
         })
         .await
@@ -127,12 +127,12 @@ async fn measure(
     server.check_alive()?;
     tokio::time::sleep(SETTLE).await;
     let baseline = probe::memory(pid)?;
-    let idle = cpu_window(pid, IDLE_WINDOW).await?;
+    let idle = probe::cpu_window(pid, IDLE_WINDOW).await?;
 
     let stop = CancellationToken::new();
     let held = Arc::new(fleet::Held::default());
     let (_, connect_time) = phase("connection", n, async {
-        fleet::bounded("connected", agents, |index, agent: SimAgent| {
+        crate::phase::bounded("connected", agents, |index, agent: SimAgent| {
             fleet::connect_and_hold(url.clone(), index, agent, stop.clone(), held.clone())
         })
         .await
@@ -145,7 +145,7 @@ async fn measure(
 
     let heartbeats_before = probe::scrape(server.ops_addr, HEARTBEATS_METRIC).await?;
     let bench_before = probe::cpu_seconds(Proc::Current)?;
-    let busy = cpu_window(pid, options.window).await?;
+    let busy = probe::cpu_window(pid, options.window).await?;
     let heartbeats = probe::scrape(server.ops_addr, HEARTBEATS_METRIC).await? - heartbeats_before;
     let bench_cpu = probe::cpu_seconds(Proc::Current)? - bench_before;
     server.check_alive()?;
@@ -208,31 +208,5 @@ async fn phase<T>(
     work: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<(T, Duration)> {
     let limit = PHASE_BASE + PHASE_PER_AGENT * u32::try_from(n).unwrap_or(u32::MAX);
-    let started = Instant::now();
-    let out = tokio::time::timeout(limit, work)
-        .await
-        .map_err(|_| anyhow!("the {what} phase did not finish within {limit:?}"))??;
-    Ok((out, started.elapsed()))
-}
-
-/// CPU the process used over a wall-clock window.
-#[derive(Debug, Clone, Copy)]
-struct CpuWindow {
-    cpu: f64,
-    wall: Duration,
-}
-
-impl CpuWindow {
-    fn percent(self) -> f64 {
-        self.cpu / self.wall.as_secs_f64() * 100.0
-    }
-}
-
-async fn cpu_window(proc: Proc, window: Duration) -> anyhow::Result<CpuWindow> {
-    let (cpu, started) = (probe::cpu_seconds(proc)?, Instant::now());
-    tokio::time::sleep(window).await;
-    Ok(CpuWindow {
-        cpu: probe::cpu_seconds(proc)? - cpu,
-        wall: started.elapsed(),
-    })
+    crate::phase::within(what, limit, work).await
 }

@@ -1,11 +1,15 @@
 //! `tucdesk-bench`: load tools whose figures go into `docs/BENCHMARKS.md`.
 //!
 //! Every run is bounded in time (at most [`MAX_SECONDS`]) and talks only to in-process services,
-//! the local databases and, for `agent-load`, a `tucdesk-rendezvous` child process on loopback.
+//! the local databases and, for `agent-load` and `relay`, a `tucdesk-rendezvous` or
+//! `tucdesk-relay` child process on loopback.
 
 mod agent_load;
+mod child;
+mod phase;
 mod probe;
 mod registrations;
+mod relay;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +84,24 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// The WebSocket relay of one `tucdesk-relay` process (the release binary next to this
+    /// one), each figure next to a baseline measured the same way in the same run: throughput
+    /// and ping-pong round trips for 1 and N sessions, and the node's memory per idle paired
+    /// session.
+    Relay {
+        /// Concurrent sessions of the second throughput and latency cases (at most 5000).
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Measuring window of each case, in seconds (at most 120; each case also warms up 1 s).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Paired sessions held open, with nothing flowing, for the memory figure (at most 5000).
+        #[arg(long, default_value_t = 1000)]
+        idle_sessions: usize,
+        /// Size of each streamed message, in bytes (at most one sealed frame, 65 560).
+        #[arg(long, default_value_t = 16 * 1024)]
+        message_size: usize,
+    },
 }
 
 #[tokio::main]
@@ -115,14 +137,33 @@ async fn main() -> anyhow::Result<()> {
                 heartbeat_interval,
                 window: bounded(seconds)?,
             };
-            // Dropping the run on ctrl-c kills the rendezvous child (its guard's Drop).
-            tokio::select! {
-                result = agent_load::run(options) => result,
-                interrupted = tokio::signal::ctrl_c() => {
-                    interrupted?;
-                    bail!("interrupted");
-                }
-            }
+            interruptible(agent_load::run(options)).await
+        }
+        Command::Relay {
+            sessions,
+            seconds,
+            idle_sessions,
+            message_size,
+        } => {
+            interruptible(relay::run(relay::Options {
+                sessions,
+                window: Duration::from_secs(seconds),
+                idle_sessions,
+                message_size,
+            }))
+            .await
+        }
+    }
+}
+
+/// Runs `run` until it ends or ctrl-c: dropping it then kills the service child process (its
+/// guard's Drop).
+async fn interruptible(run: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::select! {
+        result = run => result,
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted?;
+            bail!("interrupted");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! Prometheus counter over a minimal HTTP/1.1 GET, and Redis's own CPU from `INFO cpu`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -87,6 +87,30 @@ pub fn cpu_seconds(proc: Proc) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
+/// CPU a process used over a wall-clock window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWindow {
+    pub cpu: f64,
+    pub wall: Duration,
+}
+
+impl CpuWindow {
+    /// Percent of one core (200 % is both cores of this machine).
+    pub fn percent(self) -> f64 {
+        self.cpu / self.wall.as_secs_f64() * 100.0
+    }
+}
+
+/// Sleeps `window` and returns the CPU `proc` used meanwhile.
+pub async fn cpu_window(proc: Proc, window: Duration) -> anyhow::Result<CpuWindow> {
+    let (cpu, started) = (cpu_seconds(proc)?, Instant::now());
+    tokio::time::sleep(window).await;
+    Ok(CpuWindow {
+        cpu: cpu_seconds(proc)? - cpu,
+        wall: started.elapsed(),
+    })
+}
+
 /// The soft limit on open files of this process (`/proc/self/limits`), `None` if unlimited.
 pub fn open_files_limit() -> anyhow::Result<Option<u64>> {
     let limits =
@@ -146,6 +170,33 @@ pub fn metric(page: &str, name: &str) -> anyhow::Result<f64> {
         found = Some(found.unwrap_or(0.0) + value);
     }
     found.with_context(|| format!("metric {name} not found on /metrics"))
+}
+
+/// The sum of the series of metric `name` whose labels include `label` (e.g. `event="paired"`),
+/// or 0 when there is none: a labelled counter only appears once one of its series was
+/// incremented.
+pub fn labelled_metric(page: &str, name: &str, label: &str) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for line in page.lines().filter(|line| !line.starts_with('#')) {
+        let Some(rest) = line
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('{'))
+        else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        if !labels.split(',').any(|pair| pair.trim() == label) {
+            continue;
+        }
+        let value: f64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("metric line {line:?}"))?;
+        sum += value;
+    }
+    Ok(sum)
 }
 
 /// One metric read from the ops endpoint.
@@ -208,6 +259,16 @@ mod tests {
         let page = "# HELP x y\n# TYPE x counter\nx_total{a=\"b c\"} 3\nx_total 42\nxy_total 7\n";
         assert!((metric(page, "x_total").unwrap_or_default() - 45.0).abs() < f64::EPSILON);
         assert!(metric(page, "missing").is_err());
+    }
+
+    #[test]
+    fn labelled_metric_sums_the_series_with_that_label_only() {
+        let page = "# TYPE s counter\ns_total{event=\"paired\",service=\"relay\"} 5\n\
+                    s_total{event=\"peer_gone\",service=\"relay\"} 3\ns_totals{event=\"paired\"} 9\n";
+        let paired = labelled_metric(page, "s_total", "event=\"paired\"").unwrap_or_default();
+        assert!((paired - 5.0).abs() < f64::EPSILON);
+        let none = labelled_metric(page, "s_total", "event=\"idle\"").unwrap_or(-1.0);
+        assert!(none.abs() < f64::EPSILON);
     }
 
     #[test]

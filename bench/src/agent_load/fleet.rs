@@ -2,13 +2,11 @@
 //! connection (its own TCP + HTTP/2) per agent, and tasks that hold the streams open while the
 //! agents heartbeat on their own.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tucdesk_proto::v1::agent_link_client::AgentLinkClient;
@@ -18,52 +16,10 @@ use tucdesk_proto::v1::{
 };
 use tucdesk_testkit::{AgentLinkConn, Operator, SimAgent};
 
-/// Requests in flight while enrolling or connecting: enough to keep both cores busy, few
-/// enough that SQLite's single writer is not buried under waiting transactions.
-pub const IN_FLIGHT: usize = 32;
-/// Progress is printed every this many agents.
-const PROGRESS_EVERY: usize = 1000;
 /// ListAgents page size (the API's maximum).
 const PAGE_SIZE: u32 = tucdesk_proto::limits::MAX_PAGE_SIZE;
 /// Bound on one connection attempt to the replica.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Runs `job(i, item)` for every item with at most [`IN_FLIGHT`] running, printing progress;
-/// the first error stops the phase (the remaining jobs are aborted when the set drops).
-pub async fn bounded<I, T, F, Fut>(label: &str, items: Vec<I>, job: F) -> anyhow::Result<Vec<T>>
-where
-    T: Send + 'static,
-    F: Fn(usize, I) -> Fut,
-    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
-{
-    let started = Instant::now();
-    let n = items.len();
-    let mut items = items.into_iter().enumerate();
-    let mut set = JoinSet::new();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        while set.len() < IN_FLIGHT {
-            let Some((index, item)) = items.next() else {
-                break;
-            };
-            set.spawn(job(index, item));
-        }
-        let done = set
-            .join_next()
-            .await
-            .context("no job left to wait for")?
-            .context("a job panicked")??;
-        out.push(done);
-        if out.len() % PROGRESS_EVERY == 0 || out.len() == n {
-            println!(
-                "  {label}: {}/{n} ({:.0} /s)",
-                out.len(),
-                out.len() as f64 / started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    Ok(out)
-}
 
 /// A new connection (TCP + HTTP/2) to `url`.
 pub async fn channel(url: &str) -> anyhow::Result<Channel> {
