@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
+use futures::SinkExt as _;
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 use tucdesk_proto::v1::create_session_response::Result as Created;
@@ -19,18 +19,9 @@ use tucdesk_testkit::{Backend, Deployment, SimAgent, eventually, on_both_backend
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn next_binary(socket: &mut tucdesk_testkit::relay_node::Socket) -> Vec<u8> {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-        {
-            Message::Binary(bytes) => return bytes.to_vec(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a binary message, got {other:?}"),
-        }
-    }
+    tucdesk_testkit::relay_node::next_binary(socket)
+        .await
+        .unwrap()
 }
 
 fn output(data: &[u8]) -> Vec<u8> {

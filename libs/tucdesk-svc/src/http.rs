@@ -29,7 +29,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
-use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -200,6 +202,32 @@ impl Metrics {
     /// [`ops_router`].
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Registers a counter with one label.
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        label: &str,
+    ) -> Result<IntCounterVec, HttpError> {
+        let counter = IntCounterVec::new(Opts::new(name, help), &[label])?;
+        self.registry.register(Box::new(counter.clone()))?;
+        Ok(counter)
+    }
+
+    /// Registers a counter.
+    pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, HttpError> {
+        let counter = IntCounter::new(name, help)?;
+        self.registry.register(Box::new(counter.clone()))?;
+        Ok(counter)
+    }
+
+    /// Registers a gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, HttpError> {
+        let gauge = IntGauge::new(name, help)?;
+        self.registry.register(Box::new(gauge.clone()))?;
+        Ok(gauge)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -138,6 +139,21 @@ pub async fn join(
     ticket: &str,
 ) -> anyhow::Result<(Socket, RelayControl)> {
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let control = say_hello(&mut socket, session_id, side, ticket).await?;
+    Ok((socket, control))
+}
+
+/// Sends the hello on a connected `socket` (plain or TLS) and returns the relay's first
+/// control message.
+pub async fn say_hello<S>(
+    socket: &mut WebSocketStream<S>,
+    session_id: &str,
+    side: Side,
+    ticket: &str,
+) -> anyhow::Result<RelayControl>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let hello = RelayHello {
         protocol_version: tucdesk_proto::PROTOCOL_VERSION,
         session_id: session_id.to_owned(),
@@ -147,26 +163,39 @@ pub async fn join(
     socket
         .send(Message::Binary(hello.encode_to_vec().into()))
         .await?;
-    let control = next_control(&mut socket).await?;
-    Ok((socket, control))
+    next_control(socket).await
 }
 
-/// The next relay control message on `socket`.
-pub async fn next_control(socket: &mut Socket) -> anyhow::Result<RelayControl> {
+/// The next binary message on `socket` (skipping pings), within 15 s.
+pub async fn next_binary<S>(socket: &mut WebSocketStream<S>) -> anyhow::Result<Vec<u8>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     loop {
         let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
             .await?
             .ok_or_else(|| anyhow::anyhow!("the relay closed the connection"))??;
         match message {
-            Message::Binary(bytes) => return Ok(RelayControl::decode(bytes)?),
+            Message::Binary(bytes) => return Ok(bytes.to_vec()),
             Message::Ping(_) | Message::Pong(_) => {}
-            other => anyhow::bail!("expected a control message, got {other:?}"),
+            other => anyhow::bail!("expected a binary message, got {other:?}"),
         }
     }
 }
 
+/// The next relay control message on `socket`.
+pub async fn next_control<S>(socket: &mut WebSocketStream<S>) -> anyhow::Result<RelayControl>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Ok(RelayControl::decode(next_binary(socket).await?.as_slice())?)
+}
+
 /// The close code the relay ended `socket` with (reading and discarding anything before).
-pub async fn close_code(socket: &mut Socket, timeout: Duration) -> Option<u16> {
+pub async fn close_code<S>(socket: &mut WebSocketStream<S>, timeout: Duration) -> Option<u16>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

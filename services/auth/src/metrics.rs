@@ -1,6 +1,6 @@
 //! Auth metrics, registered in the service's registry (served on the ops port).
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 use tucdesk_svc::http::Metrics;
 
 use crate::error::AuthError;
@@ -27,16 +27,9 @@ fn internal(err: impl std::fmt::Display) -> AuthError {
 impl AuthMetrics {
     pub fn new() -> Result<Self, AuthError> {
         let metrics = Metrics::new("auth", env!("CARGO_PKG_VERSION")).map_err(internal)?;
-        let registry = metrics.registry().clone();
-        let counter_vec =
-            |name: &str, help: &str, label: &str| -> Result<IntCounterVec, AuthError> {
-                let counter =
-                    IntCounterVec::new(Opts::new(name, help), &[label]).map_err(internal)?;
-                registry
-                    .register(Box::new(counter.clone()))
-                    .map_err(internal)?;
-                Ok(counter)
-            };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            metrics.counter_vec(name, help, label).map_err(internal)
+        };
         let logins = counter_vec(
             "tucdesk_auth_logins_total",
             "Login attempts by outcome.",
@@ -52,13 +45,11 @@ impl AuthMetrics {
             "Tokens issued by kind.",
             "kind",
         )?;
-        let refresh_reuse = IntCounter::new(
-            "tucdesk_auth_refresh_reuse_total",
-            "Refresh tokens presented again after use (their family is revoked).",
-        )
-        .map_err(internal)?;
-        registry
-            .register(Box::new(refresh_reuse.clone()))
+        let refresh_reuse = metrics
+            .counter(
+                "tucdesk_auth_refresh_reuse_total",
+                "Refresh tokens presented again after use (their family is revoked).",
+            )
             .map_err(internal)?;
         Ok(Self {
             metrics,

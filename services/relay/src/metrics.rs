@@ -1,6 +1,6 @@
 //! Relay metrics, registered in the node's registry (served on the ops port).
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use tucdesk_svc::http::Metrics;
 
 use crate::RelayError;
@@ -34,28 +34,11 @@ fn internal(err: impl std::fmt::Display) -> RelayError {
 impl RelayMetrics {
     pub fn new() -> Result<Self, RelayError> {
         let metrics = Metrics::new("relay", env!("CARGO_PKG_VERSION")).map_err(internal)?;
-        let registry = metrics.registry().clone();
         let counter_vec = |name: &str, help: &str, label: &str| {
-            let counter = IntCounterVec::new(Opts::new(name, help), &[label]).map_err(internal)?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(internal)?;
-            Ok::<_, RelayError>(counter)
+            metrics.counter_vec(name, help, label).map_err(internal)
         };
-        let counter = |name: &str, help: &str| {
-            let counter = IntCounter::new(name, help).map_err(internal)?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(internal)?;
-            Ok::<_, RelayError>(counter)
-        };
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).map_err(internal)?;
-            registry
-                .register(Box::new(gauge.clone()))
-                .map_err(internal)?;
-            Ok::<_, RelayError>(gauge)
-        };
+        let counter = |name: &str, help: &str| metrics.counter(name, help).map_err(internal);
+        let gauge = |name: &str, help: &str| metrics.gauge(name, help).map_err(internal);
         Ok(Self {
             sessions: counter_vec(
                 "tucdesk_relay_sessions_total",

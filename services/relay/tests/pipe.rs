@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{SinkExt as _, StreamExt as _};
+use futures::SinkExt as _;
 use tokio_tungstenite::tungstenite::Message;
 use tucdesk_proto::v1::relay_control::Kind;
 use tucdesk_proto::v1::{RejectReason, RelayCloseCode, Side};
@@ -65,19 +65,10 @@ async fn paired(f: &Fixture) -> (String, Socket, Socket) {
     (session_id, operator, agent)
 }
 
-async fn next_binary(socket: &mut Socket) -> Vec<u8> {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-        {
-            Message::Binary(bytes) => return bytes.to_vec(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected a binary message, got {other:?}"),
-        }
-    }
+async fn next_binary(socket: &mut tucdesk_testkit::relay_node::Socket) -> Vec<u8> {
+    tucdesk_testkit::relay_node::next_binary(socket)
+        .await
+        .unwrap()
 }
 
 fn rejected_reason(control: &tucdesk_proto::v1::RelayControl) -> RejectReason {

@@ -3,14 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
-use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 use tucdesk_proto::v1::relay_control::Kind;
-use tucdesk_proto::v1::{RelayControl, RelayHello, Side};
-use tucdesk_testkit::relay_node::{TestRelay, test_config};
+use tucdesk_proto::v1::{RelayControl, Side};
+use tucdesk_testkit::relay_node::{TestRelay, say_hello, test_config};
 use tucdesk_testkit::{Backend, TestAuth};
 
 /// A throwaway self-signed certificate for `localhost`, made with the openssl CLI.
@@ -84,25 +82,9 @@ async fn wss_join(
         relay.ws_addr.port()
     );
     let (mut socket, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-    let hello = RelayHello {
-        protocol_version: tucdesk_proto::PROTOCOL_VERSION,
-        session_id: session_id.to_owned(),
-        side: side as i32,
-        ticket: ticket.to_owned(),
-    };
-    socket
-        .send(Message::Binary(hello.encode_to_vec().into()))
+    let control = say_hello(&mut socket, session_id, side, ticket)
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), socket.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let control = match first {
-        Message::Binary(bytes) => RelayControl::decode(bytes).unwrap(),
-        other => panic!("expected a control message, got {other:?}"),
-    };
     (socket, control)
 }
 

@@ -1,6 +1,6 @@
 //! Rendezvous metrics, registered in the service's registry (served on the ops port).
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Registry};
 use tucdesk_svc::http::Metrics;
 
 use crate::error::RendezvousError;
@@ -36,28 +36,15 @@ fn internal(err: impl std::fmt::Display) -> RendezvousError {
 impl RendezvousMetrics {
     pub fn new() -> Result<Self, RendezvousError> {
         let metrics = Metrics::new("rendezvous", env!("CARGO_PKG_VERSION")).map_err(internal)?;
-        let registry = metrics.registry().clone();
         let counter_vec = |name: &str, help: &str, label: &str| {
-            let counter = IntCounterVec::new(Opts::new(name, help), &[label]).map_err(internal)?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(internal)?;
-            Ok::<_, RendezvousError>(counter)
+            metrics.counter_vec(name, help, label).map_err(internal)
         };
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).map_err(internal)?;
-            registry
-                .register(Box::new(gauge.clone()))
-                .map_err(internal)?;
-            Ok::<_, RendezvousError>(gauge)
-        };
-        let heartbeats = prometheus::IntCounter::new(
-            "tucdesk_rendezvous_heartbeats_total",
-            "Agent heartbeats received.",
-        )
-        .map_err(internal)?;
-        registry
-            .register(Box::new(heartbeats.clone()))
+        let gauge = |name: &str, help: &str| metrics.gauge(name, help).map_err(internal);
+        let heartbeats = metrics
+            .counter(
+                "tucdesk_rendezvous_heartbeats_total",
+                "Agent heartbeats received.",
+            )
             .map_err(internal)?;
         Ok(Self {
             registrations: counter_vec(
