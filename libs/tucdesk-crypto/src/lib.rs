@@ -32,6 +32,7 @@ pub mod identity;
 pub mod json;
 pub mod jws;
 pub mod keyfile;
+pub mod proof_scopes;
 pub mod registration;
 pub mod rng;
 pub mod secret;

@@ -47,7 +47,7 @@ pub const CHALLENGE_SOURCE_LIMIT: LimitPolicy = LimitPolicy {
 pub const SETUP_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The gRPC method names device proofs are bound to.
-pub const LOGIN_METHOD: &str = "/tucdesk.v1.AuthService/Login";
+pub const LOGIN_METHOD: &str = tucdesk_crypto::proof_scopes::LOGIN;
 
 /// What `tucdesk-auth bootstrap` prints.
 #[derive(Debug)]

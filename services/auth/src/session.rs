@@ -12,7 +12,7 @@ use crate::refresh::{self, REVOKED_LOGOUT, Rotation};
 use crate::service::Auth;
 use crate::store::{self, UserRow};
 
-pub const REFRESH_METHOD: &str = "/tucdesk.v1.AuthService/Refresh";
+pub const REFRESH_METHOD: &str = tucdesk_crypto::proof_scopes::REFRESH;
 
 impl Auth {
     /// Rotates a refresh token. The device proof must come from the key the family is bound

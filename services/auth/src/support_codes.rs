@@ -26,7 +26,6 @@ mod store;
 
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
 use tonic::Request;
 use tucdesk_crypto::{CodeHashKey, CodeKind, SupportCode};
 use tucdesk_proto::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_PAGE_TOKEN_LEN, MAX_TAG_LEN};
@@ -46,9 +45,9 @@ use crate::secrets::Purpose;
 use crate::service::Auth;
 
 /// The gRPC methods device proofs are bound to.
-pub const CREATE_METHOD: &str = "/tucdesk.v1.AuthService/CreateSupportCode";
+pub const CREATE_METHOD: &str = tucdesk_crypto::proof_scopes::CREATE_SUPPORT_CODE;
 pub const REVOKE_METHOD: &str = "/tucdesk.v1.AuthService/RevokeSupportCode";
-pub const REDEEM_METHOD: &str = "/tucdesk.v1.AuthService/RedeemSupportCode";
+pub const REDEEM_METHOD: &str = tucdesk_crypto::proof_scopes::REDEEM_SUPPORT_CODE;
 
 /// Lowest role that creates, lists and revokes codes.
 pub const MANAGE_ROLE: Role = Role::Admin;
@@ -157,24 +156,7 @@ pub fn create_target(scope: Option<&Scope>) -> String {
     }
 }
 
-/// The device-proof binding of `CreateSupportCode`, over the request's values as sent:
-/// `u32be(ttl_seconds) ‖ u32be(max_uses) ‖ u32be(kind)…` (`docs/protocol.md`).
-pub fn create_binding(ttl_seconds: u32, max_uses: u32, kinds: &[i32]) -> Vec<u8> {
-    let mut binding = Vec::with_capacity(8 + 4 * kinds.len());
-    binding.extend_from_slice(&ttl_seconds.to_be_bytes());
-    binding.extend_from_slice(&max_uses.to_be_bytes());
-    for kind in kinds {
-        // The wire value's bits: an enum is an int32 on the wire, signed as u32be.
-        binding.extend_from_slice(&kind.to_be_bytes());
-    }
-    binding
-}
-
-/// The device-proof binding of `RedeemSupportCode`: SHA-256 of the normalized code (the 12
-/// symbols, no separators), so a proof covers one code only.
-pub fn redeem_binding(code: &SupportCode) -> [u8; 32] {
-    Sha256::digest(code.normalized().as_bytes()).into()
-}
+pub use tucdesk_crypto::proof_scopes::{redeem_binding, support_code_binding as create_binding};
 
 fn invalid(message: &str) -> AuthError {
     AuthError::InvalidArgument(message.to_owned())

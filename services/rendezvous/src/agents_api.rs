@@ -1,7 +1,6 @@
 //! OperatorService agent methods: list, get, rename, tag, revoke. Every lookup is scoped to
 //! the caller's team (from claims); another team's agent is "not found".
 
-use sha2::{Digest as _, Sha256};
 use tonic::Request;
 use tucdesk_proto::limits::{MAX_NAME_LEN, MAX_TAG_FILTERS, MAX_TAGS};
 use tucdesk_proto::v1::{
@@ -19,7 +18,7 @@ use crate::service::Rendezvous;
 use crate::store::agents::{self, AgentRow, ListFilter};
 use crate::store::{paging, sessions, timestamp};
 
-pub const TAG_METHOD: &str = "/tucdesk.v1.OperatorService/TagAgent";
+pub const TAG_METHOD: &str = tucdesk_crypto::proof_scopes::TAG_AGENT;
 pub const REVOKE_METHOD: &str = "/tucdesk.v1.OperatorService/RevokeAgent";
 
 /// Roles that may see agents.
@@ -37,23 +36,7 @@ pub const ADMINS: &[Role] = &[Role::Owner, Role::Admin];
 /// "online" over a mostly offline fleet stays bounded work.
 const MAX_SCANNED_PER_PAGE: u32 = 5_000;
 
-/// `u32be(count) ‖ (u32be(len) ‖ bytes)…`, the `list(xs)` of `docs/protocol.md`.
-pub fn encode_list(items: &[String]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&u32::try_from(items.len()).unwrap_or(u32::MAX).to_be_bytes());
-    for item in items {
-        out.extend_from_slice(&u32::try_from(item.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(item.as_bytes());
-    }
-    out
-}
-
-/// The device-proof binding of a TagAgent request.
-pub fn tag_binding(add: &[String], remove: &[String]) -> Vec<u8> {
-    let mut bytes = encode_list(add);
-    bytes.extend_from_slice(&encode_list(remove));
-    Sha256::digest(&bytes).to_vec()
-}
+pub use tucdesk_crypto::proof_scopes::{encode_list, tag_binding};
 
 /// The wire view of an agent.
 pub fn agent_proto(row: &AgentRow, tags: Vec<String>, presence: Option<&PresenceRecord>) -> Agent {

@@ -33,8 +33,7 @@ use crate::store::approvals::{self, ApprovalRow, encode_roles};
 use crate::store::sessions::{self as session_store, SessionRow};
 use crate::store::{paging, timestamp};
 
-pub const APPROVE_METHOD: &str = "/tucdesk.v1.OperatorService/Approve";
-pub const DENY_METHOD: &str = "/tucdesk.v1.OperatorService/Deny";
+pub use tucdesk_crypto::proof_scopes::{APPROVE as APPROVE_METHOD, DENY as DENY_METHOD};
 
 /// How long an approved request stays usable after the decision (the requester re-submits).
 pub const APPROVED_USE_WINDOW: Duration = Duration::from_secs(10 * 60);

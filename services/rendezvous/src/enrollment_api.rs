@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
 use tonic::Request;
 use tucdesk_crypto::{CodeKind, SupportCode};
 use tucdesk_proto::limits::MAX_TAGS;
@@ -14,7 +13,7 @@ use tucdesk_proto::v1::{
 use tucdesk_proto::validate;
 use tucdesk_svc::sql::now_ms;
 
-use crate::agents_api::{ADMINS, encode_list};
+use crate::agents_api::ADMINS;
 use crate::caller::ProofScope;
 use crate::error::RendezvousError;
 use crate::service::Rendezvous;
@@ -22,7 +21,7 @@ use crate::sessions::{created_cursor, user_event};
 use crate::store::enrollment::{self, TokenRow};
 use crate::store::paging;
 
-pub const CREATE_METHOD: &str = "/tucdesk.v1.OperatorService/CreateEnrollmentToken";
+pub const CREATE_METHOD: &str = tucdesk_crypto::proof_scopes::CREATE_ENROLLMENT_TOKEN;
 pub const REVOKE_METHOD: &str = "/tucdesk.v1.OperatorService/RevokeEnrollmentToken";
 
 /// Lifetime of a token created with `ttl_seconds = 0`.
@@ -32,14 +31,7 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Longest token description.
 const MAX_DESCRIPTION_LEN: usize = 256;
 
-/// The device-proof binding of CreateEnrollmentToken:
-/// `SHA-256(list(tags) ‖ u8(allow_host_tags) ‖ u32be(ttl_seconds))`.
-pub fn create_binding(tags: &[String], allow_host_tags: bool, ttl_seconds: u32) -> Vec<u8> {
-    let mut bytes = encode_list(tags);
-    bytes.push(u8::from(allow_host_tags));
-    bytes.extend_from_slice(&ttl_seconds.to_be_bytes());
-    Sha256::digest(&bytes).to_vec()
-}
+pub use tucdesk_crypto::proof_scopes::enrollment_token_binding as create_binding;
 
 impl Rendezvous {
     pub async fn create_enrollment_token(

@@ -23,20 +23,12 @@ use crate::sessions::user_event;
 use crate::store::policies::{self, PolicyRow};
 use crate::store::{agents, timestamp, timestamp_ms};
 
-pub const PUT_METHOD: &str = "/tucdesk.v1.OperatorService/PutPolicy";
-/// The device-proof target of PutPolicy.
-pub const PUT_TARGET: &str = "policy";
+pub use tucdesk_crypto::proof_scopes::{PUT_POLICY as PUT_METHOD, PUT_POLICY_TARGET as PUT_TARGET};
 
 /// Roles that may read the policy.
 const POLICY_READERS: &[Role] = &[Role::Owner, Role::Admin, Role::Operator];
 
-/// `SHA-256(u64be(expected_version) ‖ yaml)`, PutPolicy's proof binding.
-pub fn put_binding(expected_version: u64, yaml: &str) -> Vec<u8> {
-    let mut hash = Sha256::new();
-    hash.update(expected_version.to_be_bytes());
-    hash.update(yaml.as_bytes());
-    hash.finalize().to_vec()
-}
+pub use tucdesk_crypto::proof_scopes::put_policy_binding as put_binding;
 
 fn issues(list: &[Issue]) -> Vec<PolicyIssue> {
     list.iter()
