@@ -1,0 +1,308 @@
+//! One accepted session from the relay dial to the final report: the sealed channel, the shell
+//! or command, limits (idle, duration, input rate), and what rendezvous is told (start with the
+//! path, end with bytes and reason; never content).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tucdesk_crypto::SessionKeys;
+use tucdesk_proto::v1::agent_message::Kind as AgentKind;
+use tucdesk_proto::v1::{
+    CloseReason, ConnectivityInfo, SessionEvent, SessionEventKind, SessionKind, SessionReport, Side,
+};
+use tucdesk_transport::{ChannelError, DialOptions, MessagePipe, SessionSender};
+
+use crate::link::LinkHandle;
+use crate::offer::VerifiedOffer;
+
+/// How the session ended, for the report.
+#[derive(Debug)]
+pub struct Ended {
+    pub reason: CloseReason,
+    pub message: String,
+}
+
+impl Ended {
+    pub fn closed(reason: CloseReason) -> Self {
+        Self {
+            reason,
+            message: String::new(),
+        }
+    }
+    pub fn by_operator() -> Self {
+        Self {
+            reason: CloseReason::Normal,
+            message: "closed by the operator".into(),
+        }
+    }
+    pub fn gone() -> Self {
+        Self {
+            reason: CloseReason::Unspecified,
+            message: "the connection ended".into(),
+        }
+    }
+    pub fn failed(message: String) -> Self {
+        Self {
+            reason: CloseReason::Unspecified,
+            message,
+        }
+    }
+    pub fn transport(err: ChannelError) -> Self {
+        Self::failed(err.to_string())
+    }
+}
+
+/// Tells the operator why the session ends (best effort) and closes it.
+pub async fn protocol_error(sender: &mut SessionSender, reason: CloseReason, why: &str) -> Ended {
+    tracing::warn!(reason = reason.as_str_name(), why, "closing a session");
+    sender.close(reason, why).await;
+    Ended {
+        reason,
+        message: why.to_owned(),
+    }
+}
+
+/// Token bucket on input bytes (keystrokes, pastes, stdin) from the operator.
+#[derive(Debug)]
+pub struct InputBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl InputBucket {
+    /// Takes `n` bytes; false when the operator sends faster than allowed.
+    pub fn take(&mut self, n: usize) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        let n = n as f64;
+        if n > self.tokens {
+            return false;
+        }
+        self.tokens -= n;
+        true
+    }
+}
+
+/// Per-session limits of this host.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// No input for this long ends a shell.
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    /// Input bytes per second, with a burst of `input_burst`.
+    pub input_rate: u32,
+    pub input_burst: u32,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60 * 60),
+            max_duration: Duration::from_secs(12 * 60 * 60),
+            input_rate: 4 * 1024 * 1024,
+            input_burst: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl SessionLimits {
+    pub fn input_bucket(&self) -> InputBucket {
+        InputBucket {
+            rate: f64::from(self.input_rate),
+            burst: f64::from(self.input_burst),
+            tokens: f64::from(self.input_burst),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// Ends a session from outside (an admin's TerminateSession, the agent shutting down), with
+/// the reason the operator is told.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: Arc<AtomicI32>,
+}
+
+impl Stop {
+    pub fn stop(&self, reason: CloseReason) {
+        let _ = self
+            .reason
+            .compare_exchange(0, reason as i32, Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub fn reason(&self) -> CloseReason {
+        CloseReason::try_from(self.reason.load(Ordering::Acquire))
+            .ok()
+            .filter(|r| *r != CloseReason::Unspecified)
+            .unwrap_or(CloseReason::Terminated)
+    }
+}
+
+fn report(link: &LinkHandle, session_id: &str, report: SessionReport) {
+    link.send_best_effort(AgentKind::SessionEvent(SessionEvent {
+        session_id: session_id.to_owned(),
+        report: Some(report),
+    }));
+}
+
+/// Runs an accepted session: dials the relay, confirms keys, serves it, reports.
+pub async fn serve(
+    offer: VerifiedOffer,
+    keys: SessionKeys,
+    connectivity: Option<ConnectivityInfo>,
+    dial: DialOptions,
+    limits: SessionLimits,
+    link: LinkHandle,
+    stop: Stop,
+) {
+    let started = Instant::now();
+    let session_id = offer.session_id.clone();
+    let Some(endpoint) = connectivity.and_then(|c| c.relay) else {
+        tracing::warn!(
+            session_id,
+            "the offer named no relay; the session cannot start"
+        );
+        report(
+            &link,
+            &session_id,
+            SessionReport {
+                kind: SessionEventKind::Ended as i32,
+                message: "no relay endpoint in the offer".into(),
+                ..Default::default()
+            },
+        );
+        return;
+    };
+    let channel = async {
+        let pipe = tucdesk_transport::dial_relay(&endpoint, &session_id, Side::Agent, &dial)
+            .await
+            .map_err(|err| err.to_string())?;
+        let pipe: Arc<dyn MessagePipe> = Arc::new(pipe);
+        tucdesk_transport::establish(pipe, keys.into_agent_channel(), Side::Agent, None)
+            .await
+            .map_err(|err| err.to_string())
+    };
+    let established = tokio::select! {
+        established = channel => established,
+        () = stop.cancelled() => Err("stopped before the operator joined".to_owned()),
+    };
+    let mut established = match established {
+        Ok(established) => established,
+        Err(message) => {
+            tracing::warn!(session_id, error = %message, "session did not start");
+            report(
+                &link,
+                &session_id,
+                SessionReport {
+                    kind: SessionEventKind::Ended as i32,
+                    message: tucdesk_transport::ws::printable(&message),
+                    duration_ms: millis(started.elapsed()),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
+    };
+    let path = established.sender.path();
+    tracing::info!(
+        session_id,
+        kind = offer.kind.as_str_name(),
+        operator = %offer.operator.email,
+        path = tucdesk_transport::path_name(path),
+        "session started"
+    );
+    report(
+        &link,
+        &session_id,
+        SessionReport {
+            kind: SessionEventKind::Started as i32,
+            path: path as i32,
+            ..Default::default()
+        },
+    );
+    let (sender, receiver) = (&mut established.sender, &mut established.receiver);
+    let ended = match (offer.kind, &offer.exec) {
+        (SessionKind::Exec, Some(spec)) => {
+            crate::exec::run(sender, receiver, spec, &limits, &stop).await
+        }
+        _ => {
+            crate::shell::run(
+                sender,
+                receiver,
+                offer.initial_size.as_ref(),
+                &limits,
+                &stop,
+            )
+            .await
+        }
+    };
+    tracing::info!(
+        session_id,
+        reason = ended.reason.as_str_name(),
+        bytes_in = established.receiver.bytes(),
+        bytes_out = established.sender.bytes(),
+        "session ended"
+    );
+    report(
+        &link,
+        &session_id,
+        SessionReport {
+            kind: SessionEventKind::Ended as i32,
+            path: path as i32,
+            bytes_to_agent: established.receiver.bytes(),
+            bytes_to_operator: established.sender.bytes(),
+            close_reason: ended.reason as i32,
+            message: tucdesk_transport::ws::printable(&ended.message),
+            duration_ms: millis(started.elapsed()),
+            recorded: false,
+        },
+    );
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_bucket_refuses_a_burst_beyond_its_size() {
+        let limits = SessionLimits {
+            input_rate: 10,
+            input_burst: 100,
+            ..Default::default()
+        };
+        let mut bucket = limits.input_bucket();
+        assert!(bucket.take(60));
+        assert!(bucket.take(40));
+        assert!(!bucket.take(50));
+    }
+
+    #[test]
+    fn the_first_stop_reason_wins() {
+        let stop = Stop::default();
+        assert!(!stop.is_stopped());
+        stop.stop(CloseReason::AgentShutdown);
+        stop.stop(CloseReason::Terminated);
+        assert!(stop.is_stopped());
+        assert_eq!(stop.reason(), CloseReason::AgentShutdown);
+    }
+}

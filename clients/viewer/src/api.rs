@@ -1,0 +1,345 @@
+//! The logged-in viewer's view of the services: clients for auth and rendezvous, access
+//! tokens refreshed before they expire (with a device proof, as auth requires), and device
+//! proofs for sensitive requests.
+
+use std::path::PathBuf;
+
+use tonic::transport::Channel;
+use tucdesk_crypto::{DeviceProofContext, Identity, proof_scopes};
+use tucdesk_proto::v1::auth_service_client::AuthServiceClient;
+use tucdesk_proto::v1::operator_service_client::OperatorServiceClient;
+use tucdesk_proto::v1::{
+    BeginDeviceBindingRequest, DeviceProof, LoginRequest, RefreshRequest, RejectReason, Role,
+    SoftwareInfo, TokenPair, login_response,
+};
+use tucdesk_transport::rpc::{self, describe};
+
+use crate::config::{ConfigDir, ConfigError, Credentials};
+
+/// Refresh the access token when it has less than this left.
+const REFRESH_MARGIN_SECS: i64 = 60;
+/// Largest message accepted from the services.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Setup(String),
+    /// A server refused, in one line.
+    #[error("{0}")]
+    Refused(String),
+    #[error("your login has ended ({0}); run `tucdesk login` again")]
+    LoginEnded(String),
+    #[error("this account has TOTP enabled: pass --totp CODE")]
+    TotpRequired,
+}
+
+impl ApiError {
+    pub fn from_status(status: &tonic::Status) -> Self {
+        ApiError::Refused(describe(status))
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A device proof for `method` over `target`, `session_id` and `binding`.
+pub fn device_proof(
+    device: &Identity,
+    method: &str,
+    target: &str,
+    session_id: &str,
+    binding: &[u8],
+    challenge: &[u8],
+) -> Result<DeviceProof, ApiError> {
+    let ctx = DeviceProofContext {
+        method,
+        target,
+        session_id,
+        binding,
+        challenge,
+    };
+    let proof = tucdesk_crypto::DeviceProof::create(device, &ctx, now_ms())
+        .map_err(|err| ApiError::Setup(format!("signing with the device key: {err}")))?;
+    Ok(DeviceProof {
+        public_key: proof.public_key.to_bytes().to_vec(),
+        timestamp_ms: proof.timestamp_ms,
+        nonce: proof.nonce,
+        signature: proof.signature.to_bytes().to_vec(),
+        challenge: challenge.to_vec(),
+    })
+}
+
+fn auth_client(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<AuthServiceClient<Channel>, ApiError> {
+    Ok(AuthServiceClient::new(
+        rpc::channel(url, ca, false).map_err(|err| ApiError::Setup(err.to_string()))?,
+    )
+    .max_decoding_message_size(MAX_MESSAGE))
+}
+
+fn software() -> SoftwareInfo {
+    SoftwareInfo {
+        name: "tucdesk".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+    }
+}
+
+fn role_name(role: i32) -> String {
+    Role::try_from(role)
+        .map(|r| {
+            r.as_str_name()
+                .trim_start_matches("ROLE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn apply_tokens(credentials: &mut Credentials, pair: TokenPair) {
+    credentials.access_token = pair.access_token;
+    credentials.access_expires_at = pair
+        .access_token_expires_at
+        .map_or(now_secs() + 300, |t| t.seconds);
+    credentials.refresh_token = pair.refresh_token;
+    if let Some(user) = pair.user {
+        credentials.email = user.email;
+        credentials.user_id = user.user_id;
+        credentials.team_id = user.team_id;
+        credentials.role = role_name(user.role);
+    }
+}
+
+/// Where to log in.
+#[derive(Debug, Clone)]
+pub struct LoginTarget {
+    pub auth: String,
+    pub rendezvous: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Email + password (+ TOTP) login with a device-key proof; stores the tokens.
+pub async fn login(
+    config: &ConfigDir,
+    target: LoginTarget,
+    email: &str,
+    password: &zeroize::Zeroizing<String>,
+    totp: Option<&str>,
+) -> Result<Credentials, ApiError> {
+    let device = config.device_key()?;
+    let mut auth = auth_client(&target.auth, target.ca_file.as_deref())?;
+    let challenge = auth
+        .begin_device_binding(BeginDeviceBindingRequest {})
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner()
+        .challenge;
+    let proof = device_proof(
+        &device,
+        proof_scopes::LOGIN,
+        &email.to_lowercase(),
+        "",
+        b"",
+        &challenge,
+    )?;
+    let response = auth
+        .login(LoginRequest {
+            protocol_version: tucdesk_proto::PROTOCOL_VERSION,
+            email: email.to_owned(),
+            password: password.as_str().to_owned(),
+            totp_code: totp.unwrap_or_default().to_owned(),
+            device_proof: Some(proof),
+            client: Some(software()),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    let pair = match response.result {
+        Some(login_response::Result::Tokens(pair)) => pair,
+        Some(login_response::Result::TotpRequired(_)) => return Err(ApiError::TotpRequired),
+        None => return Err(ApiError::Refused("empty login answer".into())),
+    };
+    let mut credentials = Credentials {
+        auth: target.auth,
+        rendezvous: target.rendezvous,
+        ca_file: target.ca_file,
+        email: email.to_owned(),
+        user_id: String::new(),
+        team_id: String::new(),
+        role: String::new(),
+        access_token: String::new(),
+        access_expires_at: 0,
+        refresh_token: String::new(),
+    };
+    apply_tokens(&mut credentials, pair);
+    config.save_credentials(&credentials)?;
+    Ok(credentials)
+}
+
+/// Sets the first password with an invite or setup token.
+pub async fn accept_invite(
+    target: &LoginTarget,
+    token: &str,
+    password: &zeroize::Zeroizing<String>,
+) -> Result<(), ApiError> {
+    let mut auth = auth_client(&target.auth, target.ca_file.as_deref())?;
+    auth.accept_invite(tucdesk_proto::v1::AcceptInviteRequest {
+        invite_token: token.to_owned(),
+        password: password.as_str().to_owned(),
+    })
+    .await
+    .map_err(|s| ApiError::from_status(&s))?;
+    Ok(())
+}
+
+/// A logged-in viewer.
+pub struct Api {
+    config: ConfigDir,
+    pub device: Identity,
+    pub credentials: Credentials,
+    auth: AuthServiceClient<Channel>,
+    rendezvous: OperatorServiceClient<Channel>,
+    streaming: OperatorServiceClient<Channel>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Loads the credentials and the device key.
+    pub fn open(config: &ConfigDir) -> Result<Self, ApiError> {
+        let credentials = config.credentials()?;
+        let device = config.device_key()?;
+        let ca = credentials.ca_file.clone();
+        let auth = auth_client(&credentials.auth, ca.as_deref())?;
+        let channel = |streaming| {
+            rpc::channel(&credentials.rendezvous, ca.as_deref(), streaming)
+                .map_err(|err| ApiError::Setup(err.to_string()))
+        };
+        let rendezvous =
+            OperatorServiceClient::new(channel(false)?).max_decoding_message_size(MAX_MESSAGE);
+        let streaming =
+            OperatorServiceClient::new(channel(true)?).max_decoding_message_size(MAX_MESSAGE);
+        Ok(Self {
+            config: config.clone(),
+            device,
+            credentials,
+            auth,
+            rendezvous,
+            streaming,
+        })
+    }
+
+    /// A current access token, refreshed (and stored) when close to expiry.
+    pub async fn token(&mut self) -> Result<String, ApiError> {
+        if self.credentials.access_expires_at - now_secs() > REFRESH_MARGIN_SECS {
+            return Ok(self.credentials.access_token.clone());
+        }
+        let binding = proof_scopes::refresh_binding(&self.credentials.refresh_token);
+        let proof = device_proof(&self.device, proof_scopes::REFRESH, "", "", &binding, b"")?;
+        let pair = self
+            .auth
+            .refresh(RefreshRequest {
+                refresh_token: self.credentials.refresh_token.clone(),
+                device_proof: Some(proof),
+            })
+            .await
+            .map_err(|status| match rpc::reason(&status) {
+                RejectReason::TokenReused
+                | RejectReason::TokenInvalid
+                | RejectReason::TokenExpired
+                | RejectReason::AccountDisabled
+                | RejectReason::DeviceKeyMismatch => ApiError::LoginEnded(describe(&status)),
+                _ => ApiError::from_status(&status),
+            })?
+            .into_inner();
+        apply_tokens(&mut self.credentials, pair);
+        self.config.save_credentials(&self.credentials)?;
+        Ok(self.credentials.access_token.clone())
+    }
+
+    /// `message` with a current bearer token and the protocol version header.
+    pub async fn request<T>(&mut self, message: T) -> Result<tonic::Request<T>, ApiError> {
+        let token = self.token().await?;
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            tucdesk_proto::metadata::AUTHORIZATION,
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ApiError::LoginEnded("the stored token is malformed".into()))?,
+        );
+        metadata.insert(
+            tucdesk_proto::metadata::PROTOCOL_VERSION,
+            tucdesk_proto::PROTOCOL_VERSION.into(),
+        );
+        Ok(request)
+    }
+
+    /// A proof for a sensitive request.
+    pub fn proof(
+        &self,
+        method: &str,
+        target: &str,
+        session_id: &str,
+        binding: &[u8],
+    ) -> Result<DeviceProof, ApiError> {
+        device_proof(&self.device, method, target, session_id, binding, b"")
+    }
+
+    /// The auth client (unary calls).
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        self.auth.clone()
+    }
+
+    /// The rendezvous client for unary calls (bounded call time).
+    pub fn rendezvous(&self) -> OperatorServiceClient<Channel> {
+        self.rendezvous.clone()
+    }
+
+    /// The rendezvous client for calls that may wait long (CreateSession waits for the
+    /// agent's answer and consent).
+    pub fn rendezvous_streaming(&self) -> OperatorServiceClient<Channel> {
+        self.streaming.clone()
+    }
+
+    /// Revokes this device's refresh family and forgets the credentials.
+    pub async fn logout(mut self) -> Result<(), ApiError> {
+        let request = self
+            .request(tucdesk_proto::v1::LogoutRequest {
+                refresh_token: self.credentials.refresh_token.clone(),
+                all_devices: false,
+            })
+            .await;
+        let result = match request {
+            Ok(request) => self
+                .auth
+                .logout(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| ApiError::from_status(&s)),
+            Err(err) => Err(err),
+        };
+        self.config.remove_credentials()?;
+        result
+    }
+}

@@ -1,0 +1,11 @@
+//! `tucdesk`, the native viewer and CLI (SPEC §2, §3, §5): device key and tokens
+//! ([`config`], [`api`]), pinned agent keys ([`pins`]), sessions opened end to end
+//! ([`open`]) and used interactively ([`terminal`]) or for one command ([`exec`]).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod exec;
+pub mod open;
+pub mod pins;
+pub mod terminal;
