@@ -38,10 +38,8 @@ bench-relay: ## Relay load tool, release: throughput, round trips and idle memor
 deps: ## Fail if a crate appears in two versions that is not on the upstream allowlist
 	@.ci/check-duplicates
 
-demo: ## Run the whole system on embedded defaults (arrives with the agent/viewer issue)
-	@echo "make demo: the standalone stack (tucdesk-standalone, agent, viewer) is not built yet;" >&2
-	@echo "it lands with the agent and viewer issue. Today: 'make test' runs everything that exists." >&2
-	@exit 2
+demo: ## Run the whole system on embedded defaults: stack, agent, login, encrypted session, audit events
+	@scripts/demo.sh
 
 # Fuzzing needs nightly and cargo-fuzz (`cargo install cargo-fuzz --locked`); see
 # docs/fuzzing.md. The fuzz crate is its own workspace with its own target dir, so the
