@@ -5,6 +5,7 @@
 //! accepted sessions end-to-end encrypted over the relay ([`session`], [`shell`], [`exec`]).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod consent;
 pub mod enroll;
 pub mod exec;

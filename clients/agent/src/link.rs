@@ -495,6 +495,13 @@ impl Agent {
     /// Handles an offer on its own task (consent may take a while).
     fn on_offer(&self, offer: Offer, client: &AgentLinkClient<Channel>) {
         let session_id = offer.session_id.clone();
+        tracing::info!(
+            session_id = %tucdesk_transport::ws::printable(&session_id),
+            operator = %tucdesk_transport::ws::printable(
+                &offer.operator.as_ref().map(|o| o.email.clone()).unwrap_or_default()
+            ),
+            "offer received"
+        );
         if tucdesk_proto::validate::uuid("session_id", &session_id).is_err() {
             self.refuse(
                 &session_id,

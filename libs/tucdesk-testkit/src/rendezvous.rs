@@ -135,6 +135,13 @@ impl Deployment {
     /// Starts a replica with the deployment's configuration, on a runtime of its own so that
     /// [`TestRendezvous::kill`] can take it down like a crashed process.
     pub async fn replica(&self) -> anyhow::Result<TestRendezvous> {
+        self.replica_at(None).await
+    }
+
+    /// A replica whose public listener is on `public` (to restart a replica where its agents
+    /// and viewers expect it); port 0 when `None`.
+    pub async fn replica_at(&self, public: Option<SocketAddr>) -> anyhow::Result<TestRendezvous> {
+        let public_addr = public.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("test-rendezvous")
@@ -164,7 +171,7 @@ impl Deployment {
                         Duration::from_secs(10),
                     )
                     .await?;
-                    let public = TcpListener::bind("127.0.0.1:0").await?;
+                    let public = bind_retrying(public_addr).await?;
                     let internal = TcpListener::bind("127.0.0.1:0").await?;
                     let addrs = (public.local_addr()?, internal.local_addr()?);
                     let rdv = Rendezvous::new(
@@ -365,6 +372,21 @@ impl TestRendezvous {
         }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// Binds `addr`, retrying for a few seconds while a just-killed replica's socket lets go.
+async fn bind_retrying(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut attempts = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(err) if attempts >= 50 => return Err(err),
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }

@@ -1,0 +1,810 @@
+//! The `tucdesk` command line: log in, list agents, open end-to-end encrypted sessions, and administer a team.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::api::{self, Api, ApiError, LoginTarget};
+use crate::config::{ConfigDir, KNOWN_AGENTS_FILE};
+use crate::open::{Opened, SessionSpec, open, report};
+use crate::pins::KnownAgents;
+use crate::terminal::{self, Outcome, RawMode};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tucdesk_crypto::proof_scopes;
+use tucdesk_proto::v1::{
+    ApprovalState, CreateEnrollmentTokenRequest, CreateSupportCodeRequest, DecideApprovalRequest,
+    ExecSpec, GetPolicyRequest, ListAgentsRequest, ListApprovalsRequest, PutPolicyRequest,
+    SessionEventKind, SessionKind, SessionReport, WhoAmIRequest, create_support_code_request,
+};
+use tucdesk_transport::DialOptions;
+
+/// tucdesk: end-to-end encrypted terminal access to TucDesk agents.
+///
+/// Start with `tucdesk login`, then `tucdesk agents`, `tucdesk connect NAME` or
+/// `tucdesk exec NAME -- COMMAND`. Sessions are encrypted between this program and the agent;
+/// the servers in between only see ciphertext.
+#[derive(Debug, Parser)]
+#[command(name = "tucdesk", version, about, long_about)]
+struct Cli {
+    /// Where the device key, tokens and known_agents live.
+    #[arg(long, env = "TUCDESK_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Log in with email and password (and TOTP when enabled). Creates this device's key on
+    /// first use; tokens are stored 0600 and refreshed automatically.
+    Login(LoginArgs),
+    /// Revoke this device's tokens and forget them.
+    Logout,
+    /// Who the stored tokens belong to.
+    Whoami,
+    /// List the team's agents.
+    Agents {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Only agents with this tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Open an interactive shell on an agent. Type `~.` after Enter to disconnect, `~?` for
+    /// help. Exits with the remote shell's exit status.
+    Connect {
+        /// Agent name or id.
+        agent: String,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Run one command on an agent; stdout and stderr stay apart and the exit status is the
+    /// command's (127: could not start, 124: timed out, 255: session failed).
+    Exec {
+        /// Agent name or id.
+        agent: String,
+        /// Do not forward stdin (like ssh -n); implied when stdin is a terminal.
+        #[arg(short = 'n', long)]
+        no_stdin: bool,
+        /// Kill the command after this many seconds (0: the agent's default).
+        #[arg(long, default_value_t = 0)]
+        timeout: u32,
+        /// Working directory on the agent.
+        #[arg(long, default_value = "")]
+        cwd: String,
+        /// Environment for the command, NAME=VALUE (repeatable).
+        #[arg(long = "env", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        #[command(flatten)]
+        session: SessionArgs,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List approval requests waiting for a decision.
+    Approvals {
+        /// Show decided ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a pending request (you cannot approve your own).
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny a pending request.
+    Deny {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Support codes for technicians.
+    #[command(subcommand)]
+    SupportCode(SupportCodeCommand),
+    /// Enrollment tokens for new agents.
+    #[command(subcommand)]
+    EnrollToken(EnrollTokenCommand),
+    /// The team's access policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// Auth service URL.
+    #[arg(
+        long,
+        env = "TUCDESK_AUTH_URL",
+        default_value = "http://127.0.0.1:7401"
+    )]
+    auth: String,
+    /// Rendezvous URL.
+    #[arg(
+        long,
+        env = "TUCDESK_RENDEZVOUS_URL",
+        default_value = "http://127.0.0.1:7410"
+    )]
+    rendezvous: String,
+    /// Extra CA certificate (PEM) for servers with a private CA.
+    #[arg(long, env = "TUCDESK_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    #[arg(long, env = "TUCDESK_EMAIL")]
+    email: String,
+    /// Read the password from the first line of stdin (otherwise $TUCDESK_PASSWORD, or a
+    /// prompt).
+    #[arg(long)]
+    password_stdin: bool,
+    /// Current TOTP code, when the account has TOTP.
+    #[arg(long)]
+    totp: Option<String>,
+    /// First login of a new account: the setup or invite token; sets the password given.
+    #[arg(long)]
+    setup_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SessionArgs {
+    /// Trust an agent key seen for the first time without asking (compare fingerprints!).
+    #[arg(long)]
+    accept_new: bool,
+    /// Why you connect (shown to approvers and the host, audited).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Extra CA certificate (PEM) for a wss:// relay with a private CA.
+    #[arg(long, env = "TUCDESK_RELAY_CA_FILE")]
+    relay_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SupportCodeCommand {
+    /// Create a one-time code a technician redeems for access to one agent or a tag.
+    Create {
+        /// The agent id the code reaches.
+        #[arg(long, conflicts_with = "tag", required_unless_present = "tag")]
+        agent: Option<String>,
+        /// Or every agent with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Session kinds allowed, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "shell")]
+        kinds: Vec<String>,
+        /// Lifetime in seconds (0: the server's default).
+        #[arg(long, default_value_t = 0)]
+        ttl: u32,
+        /// How many times it can be redeemed.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollTokenCommand {
+    /// Create a single-use token for `tucdesk-agent enroll --token`.
+    Create {
+        /// Tags the agent gets, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Let the host add tags of its own.
+        #[arg(long)]
+        allow_host_tags: bool,
+        /// Lifetime in seconds (0: one hour).
+        #[arg(long, default_value_t = 0)]
+        ttl: u32,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the current policy document (YAML).
+    Get,
+    /// Replace the policy with FILE (YAML); refused if someone changed it since `get`
+    /// unless --force.
+    Apply {
+        file: PathBuf,
+        /// Overwrite whatever version is current.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected NAME=VALUE".to_owned())
+}
+
+/// The command line program: parses the arguments and runs the command on a new runtime.
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tucdesk: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(main_async())
+}
+
+async fn main_async() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(255)),
+        Err(err) => {
+            eprintln!("tucdesk: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ask_yes(question: &str) -> bool {
+    if !terminal::stdin_is_terminal() {
+        return false;
+    }
+    eprint!("{question} [yes/no] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("yes")
+}
+
+fn role_is(role: &str) -> String {
+    if role.is_empty() {
+        "?".into()
+    } else {
+        role.into()
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = ConfigDir::new(
+        cli.config_dir
+            .clone()
+            .unwrap_or_else(ConfigDir::default_path),
+    );
+    match cli.command {
+        Command::Login(args) => login(&config, args).await.map(|()| 0),
+        Command::Logout => {
+            let api = Api::open(&config)?;
+            api.logout().await?;
+            println!("logged out");
+            Ok(0)
+        }
+        Command::Whoami => {
+            let mut api = Api::open(&config)?;
+            let request = api.request(WhoAmIRequest {}).await?;
+            let me = api
+                .auth()
+                .who_am_i(request)
+                .await
+                .map_err(|s| ApiError::from_status(&s))?
+                .into_inner();
+            let user = me.user.unwrap_or_default();
+            println!("email:  {}", user.email);
+            println!("user:   {}", user.user_id);
+            println!("team:   {}", user.team_id);
+            println!("role:   {}", role_is(&api.credentials.role));
+            println!("device: {}", api.device.public_key().jwk_thumbprint());
+            println!("server: {}", api.credentials.rendezvous);
+            Ok(0)
+        }
+        Command::Agents { json, tag } => agents(&config, json, tag).await.map(|()| 0),
+        Command::Connect { agent, session } => connect(&config, agent, session).await,
+        Command::Exec {
+            agent,
+            no_stdin,
+            timeout,
+            cwd,
+            env,
+            session,
+            command,
+        } => {
+            let spec = ExecSpec {
+                argv: command,
+                env: env.into_iter().collect::<BTreeMap<_, _>>(),
+                cwd,
+                timeout_ms: timeout.saturating_mul(1000),
+                pty: false,
+            };
+            let forward = !no_stdin && !terminal::stdin_is_terminal();
+            exec(&config, agent, session, spec, forward).await
+        }
+        Command::Approvals { all } => approvals(&config, all).await.map(|()| 0),
+        Command::Approve { id, comment } => decide(&config, id, comment, true).await.map(|()| 0),
+        Command::Deny { id, comment } => decide(&config, id, comment, false).await.map(|()| 0),
+        Command::SupportCode(SupportCodeCommand::Create {
+            agent,
+            tag,
+            kinds,
+            ttl,
+            uses,
+            note,
+        }) => support_code(&config, agent, tag, kinds, ttl, uses, note)
+            .await
+            .map(|()| 0),
+        Command::EnrollToken(EnrollTokenCommand::Create {
+            tags,
+            allow_host_tags,
+            ttl,
+            description,
+        }) => {
+            let mut api = Api::open(&config)?;
+            let binding = proof_scopes::enrollment_token_binding(&tags, allow_host_tags, ttl);
+            let proof = api.proof(proof_scopes::CREATE_ENROLLMENT_TOKEN, "", "", &binding)?;
+            let request = api
+                .request(CreateEnrollmentTokenRequest {
+                    description,
+                    tags,
+                    allow_host_tags,
+                    ttl_seconds: ttl,
+                    proof: Some(proof),
+                })
+                .await?;
+            let created = api
+                .rendezvous()
+                .create_enrollment_token(request)
+                .await
+                .map_err(|s| ApiError::from_status(&s))?
+                .into_inner();
+            println!("{}", created.token);
+            eprintln!(
+                "Single use. On the host: tucdesk-agent enroll --server {} --token {}",
+                api.credentials.rendezvous, created.token
+            );
+            Ok(0)
+        }
+        Command::Policy(PolicyCommand::Get) => {
+            let mut api = Api::open(&config)?;
+            let request = api.request(GetPolicyRequest {}).await?;
+            let policy = api
+                .rendezvous()
+                .get_policy(request)
+                .await
+                .map_err(|s| ApiError::from_status(&s))?
+                .into_inner();
+            eprintln!("# version {}", policy.version);
+            print!("{}", policy.yaml);
+            Ok(0)
+        }
+        Command::Policy(PolicyCommand::Apply { file, force }) => {
+            apply_policy(&config, file, force).await.map(|()| 0)
+        }
+    }
+}
+
+async fn login(config: &ConfigDir, args: LoginArgs) -> anyhow::Result<()> {
+    let password = if args.password_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else if let Ok(password) = std::env::var("TUCDESK_PASSWORD") {
+        zeroize::Zeroizing::new(password)
+    } else if terminal::stdin_is_terminal() {
+        let first = terminal::read_secret("Password: ")?;
+        if args.setup_token.is_some() {
+            let again = terminal::read_secret("Repeat the new password: ")?;
+            anyhow::ensure!(*first == *again, "the passwords differ");
+        }
+        first
+    } else {
+        anyhow::bail!("no password: use --password-stdin, $TUCDESK_PASSWORD or a terminal");
+    };
+    let target = LoginTarget {
+        auth: args.auth,
+        rendezvous: args.rendezvous,
+        ca_file: args.ca_file,
+    };
+    if let Some(token) = &args.setup_token {
+        api::accept_invite(&target, token, &password).await?;
+        eprintln!("password set");
+    }
+    let credentials =
+        api::login(config, target, &args.email, &password, args.totp.as_deref()).await?;
+    println!(
+        "logged in as {} ({}) in team {}",
+        credentials.email, credentials.role, credentials.team_id
+    );
+    Ok(())
+}
+
+async fn agents(config: &ConfigDir, json: bool, tags: Vec<String>) -> anyhow::Result<()> {
+    let mut api = Api::open(config)?;
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = api
+            .request(ListAgentsRequest {
+                page: Some(tucdesk_proto::v1::PageRequest {
+                    page_size: 500,
+                    page_token: page_token.clone(),
+                }),
+                tags: tags.clone(),
+                ..Default::default()
+            })
+            .await?;
+        let page = api
+            .rendezvous()
+            .list_agents(request)
+            .await
+            .map_err(|s| ApiError::from_status(&s))?
+            .into_inner();
+        all.extend(page.agents);
+        page_token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+        if page_token.is_empty() || all.len() >= 100_000 {
+            break;
+        }
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "agent_id": a.agent_id,
+                    "name": a.name,
+                    "online": a.online,
+                    "tags": a.tags,
+                    "fingerprint": a.fingerprint,
+                    "last_seen": a.last_seen_at.as_ref().map(|t| t.seconds),
+                    "active_sessions": a.active_sessions,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let printable = tucdesk_transport::ws::printable;
+    let width = all
+        .iter()
+        .map(|a| a.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<7}  {:<20}  FINGERPRINT",
+        "NAME", "STATE", "TAGS"
+    );
+    for agent in &all {
+        println!(
+            "{:<width$}  {:<7}  {:<20}  {}",
+            printable(&agent.name),
+            if agent.online { "online" } else { "offline" },
+            printable(&agent.tags.join(",")),
+            agent.fingerprint
+        );
+    }
+    Ok(())
+}
+
+fn dial(session: &SessionArgs) -> anyhow::Result<DialOptions> {
+    let tls = match &session.relay_ca_file {
+        Some(path) => Some(tucdesk_transport::tls::client_config(Some(path))?),
+        None => None,
+    };
+    Ok(DialOptions {
+        tls,
+        allow_plain_remote: false,
+    })
+}
+
+async fn open_session(
+    config: &ConfigDir,
+    agent: String,
+    session: &SessionArgs,
+    kind: SessionKind,
+    exec: Option<ExecSpec>,
+) -> anyhow::Result<(Api, Opened)> {
+    let mut api = Api::open(config)?;
+    let pins = KnownAgents::new(config.path(KNOWN_AGENTS_FILE));
+    let spec = SessionSpec {
+        agent,
+        kind,
+        exec,
+        reason: session.reason.clone(),
+        accept_new: session.accept_new,
+        initial_size: terminal::terminal_size(),
+        dial: dial(session)?,
+    };
+    let opened = open(
+        &mut api,
+        &pins,
+        &spec,
+        |fingerprint| {
+            ask_yes(&format!(
+                "The agent {:?} is new to this device. Its fingerprint is {fingerprint}.\n\
+                 Compare it with `tucdesk-agent fingerprint` on the host. Trust it?",
+                spec.agent
+            ))
+        },
+        |note| eprintln!("tucdesk: {note}"),
+    )
+    .await?;
+    Ok((api, opened))
+}
+
+async fn finish_report(api: &mut Api, opened: &Opened, reason: i32) {
+    report(
+        api,
+        &opened.session_id,
+        SessionReport {
+            kind: SessionEventKind::Ended as i32,
+            path: opened.path as i32,
+            bytes_to_agent: opened.channel.sender.bytes(),
+            bytes_to_operator: opened.channel.receiver.bytes(),
+            close_reason: reason,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+async fn connect(config: &ConfigDir, agent: String, session: SessionArgs) -> anyhow::Result<i32> {
+    let (mut api, mut opened) =
+        open_session(config, agent, &session, SessionKind::Shell, None).await?;
+    eprintln!(
+        "tucdesk: connected to {} ({}) via {}; end-to-end encrypted. ~. disconnects, ~? helps.",
+        opened.agent.name,
+        opened.agent.fingerprint,
+        tucdesk_transport::path_name(opened.path)
+    );
+    let outcome = {
+        let _raw = if terminal::stdin_is_terminal() {
+            Some(RawMode::enable().context("switching the terminal to raw mode")?)
+        } else {
+            None
+        };
+        let channel = &mut opened.channel;
+        terminal::interact(&mut channel.sender, &mut channel.receiver).await
+    };
+    finish_report(&mut api, &opened, 1).await;
+    match outcome {
+        Outcome::Exited(code) => {
+            eprintln!("\ntucdesk: the shell exited with status {code}");
+            Ok(code)
+        }
+        Outcome::Disconnected => {
+            eprintln!("\ntucdesk: disconnected");
+            Ok(0)
+        }
+        Outcome::Closed(reason, message) => {
+            eprintln!(
+                "\ntucdesk: the agent closed the session ({}): {message}",
+                reason
+                    .as_str_name()
+                    .trim_start_matches("CLOSE_REASON_")
+                    .to_ascii_lowercase()
+            );
+            Ok(255)
+        }
+        Outcome::Lost(why) => {
+            eprintln!("\ntucdesk: connection lost: {why}");
+            Ok(255)
+        }
+    }
+}
+
+async fn exec(
+    config: &ConfigDir,
+    agent: String,
+    session: SessionArgs,
+    spec: ExecSpec,
+    forward_stdin: bool,
+) -> anyhow::Result<i32> {
+    let (mut api, mut opened) = open_session(
+        config,
+        agent,
+        &session,
+        SessionKind::Exec,
+        Some(spec.clone()),
+    )
+    .await?;
+    let channel = &mut opened.channel;
+    let outcome = crate::exec::run(
+        &mut channel.sender,
+        &mut channel.receiver,
+        spec,
+        forward_stdin,
+    )
+    .await;
+    finish_report(&mut api, &opened, 1).await;
+    if let Some(note) = outcome.note {
+        eprintln!("tucdesk: {note}");
+    }
+    Ok(outcome.exit_code)
+}
+
+async fn approvals(config: &ConfigDir, all: bool) -> anyhow::Result<()> {
+    let mut api = Api::open(config)?;
+    let request = api
+        .request(ListApprovalsRequest {
+            page: None,
+            state: if all {
+                ApprovalState::Unspecified as i32
+            } else {
+                ApprovalState::Pending as i32
+            },
+        })
+        .await?;
+    let list = api
+        .rendezvous()
+        .list_approvals(request)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    if list.approvals.is_empty() {
+        println!("no approval requests");
+    }
+    let printable = tucdesk_transport::ws::printable;
+    for approval in list.approvals {
+        let requester = approval.requester.unwrap_or_default();
+        let what = match approval.exec {
+            Some(spec) => format!("exec: {}", printable(&spec.argv.join(" "))),
+            None => "shell".into(),
+        };
+        println!(
+            "{}  {}  {} on {}  by {}  reason: {}",
+            approval.approval_id,
+            ApprovalState::try_from(approval.state)
+                .map(|s| s
+                    .as_str_name()
+                    .trim_start_matches("APPROVAL_STATE_")
+                    .to_ascii_lowercase())
+                .unwrap_or_default(),
+            what,
+            printable(&approval.agent_name),
+            printable(&requester.email),
+            printable(&approval.reason)
+        );
+    }
+    Ok(())
+}
+
+async fn decide(
+    config: &ConfigDir,
+    id: String,
+    comment: String,
+    approve: bool,
+) -> anyhow::Result<()> {
+    let mut api = Api::open(config)?;
+    let method = if approve {
+        proof_scopes::APPROVE
+    } else {
+        proof_scopes::DENY
+    };
+    let proof = api.proof(method, &id, "", b"")?;
+    let request = api
+        .request(DecideApprovalRequest {
+            approval_id: id.clone(),
+            comment,
+            proof: Some(proof),
+        })
+        .await?;
+    let mut client = api.rendezvous();
+    let decided = if approve {
+        client.approve(request).await
+    } else {
+        client.deny(request).await
+    }
+    .map_err(|s| ApiError::from_status(&s))?
+    .into_inner();
+    println!(
+        "{} {}",
+        if approve { "approved" } else { "denied" },
+        decided.approval_id
+    );
+    Ok(())
+}
+
+async fn support_code(
+    config: &ConfigDir,
+    agent: Option<String>,
+    tag: Option<String>,
+    kinds: Vec<String>,
+    ttl: u32,
+    uses: u32,
+    note: String,
+) -> anyhow::Result<()> {
+    let mut api = Api::open(config)?;
+    let (scope, target) = match (agent, tag) {
+        (Some(agent), _) => (
+            create_support_code_request::Scope::AgentId(agent.clone()),
+            format!("agent:{agent}"),
+        ),
+        (None, Some(tag)) => (
+            create_support_code_request::Scope::Tag(tag.clone()),
+            format!("tag:{tag}"),
+        ),
+        (None, None) => anyhow::bail!("give --agent ID or --tag TAG"),
+    };
+    let kinds: Vec<i32> = kinds
+        .iter()
+        .map(|k| match k.as_str() {
+            "shell" => Ok(SessionKind::Shell as i32),
+            "exec" => Ok(SessionKind::Exec as i32),
+            other => Err(anyhow::anyhow!(
+                "unknown session kind {other:?} (shell, exec)"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let binding = proof_scopes::support_code_binding(ttl, uses, &kinds);
+    let proof = api.proof(proof_scopes::CREATE_SUPPORT_CODE, &target, "", &binding)?;
+    let request = api
+        .request(CreateSupportCodeRequest {
+            scope: Some(scope),
+            allowed_kinds: kinds,
+            ttl_seconds: ttl,
+            max_uses: uses,
+            note,
+            proof: Some(proof),
+        })
+        .await?;
+    let created = api
+        .auth()
+        .create_support_code(request)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    println!("{}", created.code);
+    Ok(())
+}
+
+async fn apply_policy(config: &ConfigDir, file: PathBuf, force: bool) -> anyhow::Result<()> {
+    const MAX_POLICY_LEN: u64 = 256 * 1024;
+    let len = std::fs::metadata(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    anyhow::ensure!(
+        len <= MAX_POLICY_LEN,
+        "{} is larger than 256 KiB",
+        file.display()
+    );
+    let yaml =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut api = Api::open(config)?;
+    let request = api.request(GetPolicyRequest {}).await?;
+    let current = api
+        .rendezvous()
+        .get_policy(request)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    let expected_version = if force { 0 } else { current.version };
+    let binding = proof_scopes::put_policy_binding(expected_version, &yaml);
+    let proof = api.proof(
+        proof_scopes::PUT_POLICY,
+        proof_scopes::PUT_POLICY_TARGET,
+        "",
+        &binding,
+    )?;
+    let request = api
+        .request(PutPolicyRequest {
+            yaml,
+            expected_version,
+            proof: Some(proof),
+        })
+        .await?;
+    let put = api
+        .rendezvous()
+        .put_policy(request)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    for warning in put.warnings {
+        eprintln!(
+            "warning: {}",
+            tucdesk_transport::ws::printable(&warning.message)
+        );
+    }
+    println!("policy version {}", put.version);
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The real `tucdesk-agent` and `tucdesk` programs against the services (auth, rendezvous, a
+//! relay node), on the real Postgres, Redis and NATS and on the embedded backends: exec and
+//! shell sessions end to end, policy denial and approval, key pinning, ciphertext-only relay,
+//! and an agent that survives a rendezvous restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Stack, Viewer, WAIT, stderr, stdout, unique};
+use tucdesk_proto::v1::{Frame, Input, Resize, SessionKind, frame};
+use tucdesk_testkit::{Backend, on_both_backends};
+use tucdesk_viewer::config::{ConfigDir, KNOWN_AGENTS_FILE};
+use tucdesk_viewer::open::{SessionSpec, open};
+use tucdesk_viewer::pins::KnownAgents;
+
+async fn exec_keeps_streams_apart_and_returns_the_exit_code(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "exec-host", &[]).await;
+    let out = viewer
+        .run(&[
+            "exec",
+            "exec-host",
+            "--accept-new",
+            "--",
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; exit 7",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "to-stdout\n");
+    assert!(stderr(&out).contains("to-stderr\n"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("to-stderr"));
+
+    // stdin reaches the command and a missing program is reported as such.
+    let out = viewer
+        .run_with_stdin(
+            &["exec", "exec-host", "--", "tr", "a-z", "A-Z"],
+            b"piped in\n",
+        )
+        .await;
+    assert_eq!(stdout(&out), "PIPED IN\n", "stderr: {}", stderr(&out));
+    let out = viewer
+        .run(&["exec", "exec-host", "--", "/nonexistent/program"])
+        .await;
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("could not start"), "{}", stderr(&out));
+    drop(agent);
+    stack.stop().await;
+}
+
+async fn a_shell_round_trips_with_resize_and_exit_status(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "shell-host", &[]).await;
+    let config = ConfigDir::new(viewer.config_dir());
+    let mut api = tucdesk_viewer::api::Api::open(&config).unwrap();
+    let pins = KnownAgents::new(config.path(KNOWN_AGENTS_FILE));
+    let spec = SessionSpec {
+        agent: "shell-host".into(),
+        kind: SessionKind::Shell,
+        exec: None,
+        reason: "e2e".into(),
+        accept_new: true,
+        initial_size: Some(tucdesk_proto::v1::TerminalSize { cols: 90, rows: 20 }),
+        dial: Default::default(),
+    };
+    let mut opened = open(&mut api, &pins, &spec, |_| false, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(opened.path, tucdesk_proto::v1::Path::Ws);
+    let channel = &mut opened.channel;
+    let input = |text: &str| Frame {
+        kind: Some(frame::Kind::Input(Input {
+            data: text.as_bytes().to_vec(),
+        })),
+    };
+    let mut screen = Vec::new();
+    // Reads output until `needle` shows up; returns the exit status if the shell ends.
+    async fn read_until(
+        receiver: &mut tucdesk_transport::SessionReceiver,
+        screen: &mut Vec<u8>,
+        needle: &str,
+    ) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if String::from_utf8_lossy(screen).contains(needle) {
+                return None;
+            }
+            let frame = tokio::time::timeout_at(deadline, receiver.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{needle:?} never appeared in:\n{}",
+                        String::from_utf8_lossy(screen)
+                    )
+                })
+                .unwrap();
+            match frame.and_then(|f| f.kind) {
+                Some(frame::Kind::Output(output)) => screen.extend_from_slice(&output.data),
+                Some(frame::Kind::Exit(exit)) => return exit.exit_code,
+                Some(_) => {}
+                None => panic!("the session ended early"),
+            }
+        }
+    }
+    channel
+        .sender
+        .send(&input("stty size; echo size-$((40+2))\n"))
+        .await
+        .unwrap();
+    read_until(&mut channel.receiver, &mut screen, "20 90").await;
+    read_until(&mut channel.receiver, &mut screen, "size-42").await;
+    channel
+        .sender
+        .send(&Frame {
+            kind: Some(frame::Kind::Resize(Resize {
+                cols: 132,
+                rows: 43,
+            })),
+        })
+        .await
+        .unwrap();
+    channel.sender.send(&input("stty size\n")).await.unwrap();
+    read_until(&mut channel.receiver, &mut screen, "43 132").await;
+    channel.sender.send(&input("exit 5\n")).await.unwrap();
+    let status = loop {
+        if let Some(code) = read_until(&mut channel.receiver, &mut screen, "\u{0}never").await {
+            break code;
+        }
+    };
+    assert_eq!(status, 5);
+    // The relay carried all of it, and none of it in clear.
+    for clear in [b"size-42".as_slice(), b"stty size", b"43 132"] {
+        assert!(!stack.relay_saw(clear), "the relay saw plaintext");
+    }
+    assert!(!stack.seen_by_relay.lock().unwrap().is_empty());
+    drop(agent);
+    stack.stop().await;
+}
+
+async fn the_relay_forwards_exec_output_only_as_ciphertext(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "secret-host", &[]).await;
+    let out = viewer
+        .run(&[
+            "exec",
+            "secret-host",
+            "--accept-new",
+            "--",
+            "sh",
+            "-c",
+            "echo top-$((1111*3))-secret",
+        ])
+        .await;
+    assert_eq!(stdout(&out), "top-3333-secret\n", "{}", stderr(&out));
+    assert!(!stack.seen_by_relay.lock().unwrap().is_empty());
+    assert!(!stack.relay_saw(b"top-3333-secret"));
+    assert!(!stack.relay_saw(b"echo top-"));
+    drop(agent);
+    stack.stop().await;
+}
+
+async fn put_policy(viewer: &Viewer, yaml: &str) {
+    let file = viewer.dir.path().join("policy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = viewer
+        .run(&["policy", "apply", &file.display().to_string()])
+        .await;
+    assert!(out.status.success(), "policy apply: {}", stderr(&out));
+}
+
+async fn a_policy_denial_stops_the_session_before_the_agent_sees_an_offer(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "frozen-host", &[]).await;
+    put_policy(
+        &viewer,
+        "version: 1\nmode: allow\nrules:\n  - name: change-freeze\n    effect: deny\n    reason: \"Change freeze until Monday\"\n",
+    )
+    .await;
+    let out = viewer
+        .run(&["exec", "frozen-host", "--accept-new", "--", "true"])
+        .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("policy denied"), "{err}");
+    assert!(err.contains("change-freeze"), "{err}");
+    assert!(err.contains("Change freeze until Monday"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !agent.log().contains("offer received"),
+        "the agent saw an offer:\n{}",
+        agent.log()
+    );
+    stack.stop().await;
+}
+
+async fn an_approval_by_another_admin_lets_the_session_through(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let approver_email = format!("{}@example.com", unique("approver"));
+    stack
+        .dep
+        .user(
+            &stack.owner,
+            &approver_email,
+            tucdesk_proto::v1::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let approver = stack.viewer(&approver_email).await;
+    let agent = stack.agent(&viewer, "guarded-host", &[]).await;
+    put_policy(
+        &viewer,
+        "version: 1\nmode: allow\nrules:\n  - name: four-eyes\n    effect: require_approval\n    reason: \"Every session needs a second person\"\n",
+    )
+    .await;
+    let waiting = viewer.spawn(&[
+        "exec",
+        "guarded-host",
+        "--accept-new",
+        "--reason",
+        "incident 42",
+        "--",
+        "echo",
+        "approved-run",
+    ]);
+    // The request shows up for the approver; the requester cannot approve it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let approval_id = loop {
+        let out = approver.run(&["approvals"]).await;
+        if let Some(id) = stdout(&out)
+            .lines()
+            .find(|l| l.contains("incident 42"))
+            .and_then(|l| l.split_whitespace().next())
+        {
+            break id.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the approval request never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let own = viewer.run(&["approve", &approval_id]).await;
+    assert!(
+        !own.status.success(),
+        "a requester approved their own request"
+    );
+    let approved = approver.run(&["approve", &approval_id]).await;
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let out = tokio::time::timeout(WAIT, waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stdout(&out), "approved-run\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("approval required"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.status.success());
+    drop(agent);
+    stack.stop().await;
+}
+
+async fn a_swapped_agent_key_is_caught_by_the_pin(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let first = stack.agent(&viewer, "web-1", &[]).await;
+    // An unknown key is not trusted without --accept-new (and no terminal to ask on).
+    let refused = viewer.run(&["exec", "web-1", "--", "true"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--accept-new"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = viewer
+        .run(&["exec", "web-1", "--accept-new", "--", "true"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first_fingerprint = first.fingerprint();
+    drop(first);
+
+    // The agent is revoked and a different key enrolls under the same name.
+    let agent_id = {
+        let out = viewer.run(&["agents", "--json"]).await;
+        common::serde_json_like::parse(&stdout(&out))
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == "web-1")
+            .unwrap()
+            .agent_id
+    };
+    let proof = stack
+        .owner
+        .proof(
+            tucdesk_rendezvous::agents_api::REVOKE_METHOD,
+            &agent_id,
+            b"",
+        )
+        .unwrap();
+    stack
+        .rdv
+        .operator_client()
+        .revoke_agent(
+            stack
+                .owner
+                .request(tucdesk_proto::v1::RevokeAgentRequest {
+                    agent_id,
+                    reason: "reinstalled".into(),
+                    proof: Some(proof),
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let second = stack.agent(&viewer, "web-1", &[]).await;
+    let out = viewer
+        .run(&["exec", "web-1", "--accept-new", "--", "true"])
+        .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("HAS CHANGED"), "{err}");
+    assert!(err.contains(&first_fingerprint), "{err}");
+    assert!(err.contains(&second.fingerprint()), "{err}");
+    assert!(!second.log().contains("offer received"));
+    drop(second);
+    stack.stop().await;
+}
+
+async fn the_agent_reconnects_after_a_rendezvous_restart(backend: Backend) {
+    let mut stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "steady-host", &[]).await;
+    stack.restart_rendezvous().await;
+    assert!(
+        tucdesk_testkit::eventually(WAIT, || async {
+            let out = viewer
+                .run(&["exec", "steady-host", "--accept-new", "--", "echo", "back"])
+                .await;
+            stdout(&out) == "back\n"
+        })
+        .await,
+        "no session after the restart; agent log:\n{}",
+        agent.log()
+    );
+    assert!(
+        agent.log().matches("connected to rendezvous").count() >= 2,
+        "{}",
+        agent.log()
+    );
+    drop(agent);
+    stack.stop().await;
+}
+
+on_both_backends!(
+    exec_keeps_streams_apart_and_returns_the_exit_code,
+    a_shell_round_trips_with_resize_and_exit_status,
+    the_relay_forwards_exec_output_only_as_ciphertext,
+    a_policy_denial_stops_the_session_before_the_agent_sees_an_offer,
+    an_approval_by_another_admin_lets_the_session_through,
+    a_swapped_agent_key_is_caught_by_the_pin,
+    the_agent_reconnects_after_a_rendezvous_restart,
+);

@@ -1,0 +1,333 @@
+//! A TucDesk deployment for process-level tests: auth, a rendezvous replica and a relay node
+//! in-process (real Postgres/Redis/NATS or the embedded backends), with the real `tucdesk`
+//! viewer and `tucdesk-agent` programs started as processes against them.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tucdesk_testkit::relay_node::{TestRelay, test_config};
+use tucdesk_testkit::{Backend, Deployment, Operator, TestRendezvous, eventually};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Longest a viewer command may take in a test.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_e2e-tucdesk-agent");
+pub const VIEWER_BIN: &str = env!("CARGO_BIN_EXE_e2e-tucdesk");
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Services for one test.
+pub struct Stack {
+    pub dep: Deployment,
+    pub rdv: TestRendezvous,
+    pub relay: TestRelay,
+    /// Every payload the relay forwarded.
+    pub seen_by_relay: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub owner: Operator,
+    pub owner_email: String,
+}
+
+impl Stack {
+    pub async fn start(backend: Backend) -> Self {
+        let mut dep = Deployment::new(backend).await.unwrap();
+        let region = dep.config.region.clone().unwrap();
+        dep.config.heartbeat_interval = Duration::from_millis(500);
+        let rdv = dep.replica().await.unwrap();
+        let node_id = unique("relay");
+        let mut relay_config = test_config(&node_id);
+        relay_config.region = region;
+        let relay = TestRelay::start(&dep.auth, dep.bus().await.unwrap(), relay_config)
+            .await
+            .unwrap();
+        let seen_by_relay: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let tap = seen_by_relay.clone();
+        relay.relay.set_tap(Arc::new(move |payload: &[u8]| {
+            tap.lock().unwrap().push(payload.to_vec())
+        }));
+        assert!(
+            eventually(WAIT, || async {
+                rdv.rdv
+                    .relays()
+                    .pick()
+                    .is_some_and(|r| r.node_id == node_id)
+            })
+            .await,
+            "rendezvous never saw the relay"
+        );
+        let owner_email = format!("{}@example.com", unique("owner"));
+        let owner = dep.team(&owner_email).await.unwrap();
+        Self {
+            dep,
+            rdv,
+            relay,
+            seen_by_relay,
+            owner,
+            owner_email,
+        }
+    }
+
+    pub fn rendezvous_url(&self) -> String {
+        format!("http://{}", self.rdv.addr)
+    }
+
+    /// A viewer logged in (through `tucdesk login`) as `email`, whose password is the
+    /// harness password.
+    pub async fn viewer(&self, email: &str) -> Viewer {
+        let viewer = Viewer {
+            dir: tempfile::tempdir().unwrap(),
+            email: email.to_owned(),
+        };
+        let out = viewer
+            .run_with_stdin(
+                &[
+                    "login",
+                    "--auth",
+                    &self.dep.auth.url(),
+                    "--rendezvous",
+                    &self.rendezvous_url(),
+                    "--email",
+                    email,
+                    "--password-stdin",
+                ],
+                format!("{}\n", tucdesk_testkit::auth::PASSWORD).as_bytes(),
+            )
+            .await;
+        assert!(out.status.success(), "login failed: {}", stderr(&out));
+        viewer
+    }
+
+    /// An agent enrolled (with a token `viewer` creates) and running.
+    pub async fn agent(&self, viewer: &Viewer, name: &str, enroll_flags: &[&str]) -> Agent {
+        let mut agent = Agent::new(name);
+        agent.enroll(self, viewer, enroll_flags).await;
+        agent.start();
+        assert!(
+            viewer.sees_online(name).await,
+            "agent {name} never came online; its log:\n{}",
+            agent.log()
+        );
+        agent
+    }
+
+    /// Payloads the relay forwarded that contain `needle`.
+    pub fn relay_saw(&self, needle: &[u8]) -> bool {
+        self.seen_by_relay
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|payload| payload.windows(needle.len()).any(|w| w == needle))
+    }
+
+    /// Kills the rendezvous replica like a crash and starts a new one on the same address.
+    pub async fn restart_rendezvous(&mut self) {
+        let addr = self.rdv.addr;
+        self.rdv.kill();
+        self.rdv = self.dep.replica_at(Some(addr)).await.unwrap();
+    }
+
+    pub async fn stop(self) {
+        self.relay.shut_down();
+        self.rdv.stop().await;
+        self.dep.cleanup().await;
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A `tucdesk` user with its own config dir (device key, tokens, known_agents).
+pub struct Viewer {
+    pub dir: tempfile::TempDir,
+    pub email: String,
+}
+
+impl Viewer {
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(VIEWER_BIN);
+        command
+            .args(args)
+            .env("TUCDESK_CONFIG_DIR", self.dir.path())
+            .env_remove("TUCDESK_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `tucdesk ARGS` with empty stdin.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, b"").await
+    }
+
+    pub async fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self.command(args).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).await.unwrap();
+        drop(stdin);
+        tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("tucdesk {args:?} did not finish"))
+            .unwrap()
+    }
+
+    /// Starts `tucdesk ARGS` without waiting (stdin open).
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args).spawn().unwrap()
+    }
+
+    pub async fn sees_online(&self, name: &str) -> bool {
+        eventually(WAIT, || async {
+            let out = self.run(&["agents", "--json"]).await;
+            let agents: Vec<serde_json_like::Agent> =
+                serde_json_like::parse(&stdout(&out)).unwrap_or_default();
+            agents.iter().any(|a| a.name == name && a.online)
+        })
+        .await
+    }
+}
+
+/// A `tucdesk-agent` with its own state dir; killed on drop.
+pub struct Agent {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    log_path: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Agent {
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("agent.log");
+        Self {
+            name: name.to_owned(),
+            dir,
+            child: None,
+            log_path,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub async fn enroll(&mut self, stack: &Stack, viewer: &Viewer, flags: &[&str]) {
+        let out = viewer.run(&["enroll-token", "create"]).await;
+        assert!(out.status.success(), "enroll-token: {}", stderr(&out));
+        let token = stdout(&out).trim().to_owned();
+        let state = self.state_dir();
+        let mut args = vec![
+            "--state-dir".to_owned(),
+            state.display().to_string(),
+            "enroll".into(),
+            "--server".into(),
+            stack.rendezvous_url(),
+            "--token".into(),
+            token,
+            "--name".into(),
+            self.name.clone(),
+        ];
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        let out = tokio::process::Command::new(AGENT_BIN)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "enroll: {}", stderr(&out));
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = std::process::Command::new(AGENT_BIN)
+            .args([
+                "--state-dir",
+                &self.state_dir().display().to_string(),
+                "run",
+            ])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        let out = std::process::Command::new(AGENT_BIN)
+            .args([
+                "--state-dir",
+                &self.state_dir().display().to_string(),
+                "fingerprint",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// Just enough of `tucdesk agents --json` for the tests.
+pub mod serde_json_like {
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Agent {
+        pub name: String,
+        pub online: bool,
+        pub agent_id: String,
+    }
+
+    pub fn parse(text: &str) -> Option<Vec<Agent>> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        Some(
+            value
+                .as_array()?
+                .iter()
+                .map(|a| Agent {
+                    name: a["name"].as_str().unwrap_or_default().to_owned(),
+                    online: a["online"].as_bool().unwrap_or(false),
+                    agent_id: a["agent_id"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect(),
+        )
+    }
+}
