@@ -151,3 +151,264 @@ pub fn verify_offer(
         initial_size: offer.initial_size,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tucdesk_crypto::Identity;
+    use tucdesk_crypto::handshake::OperatorHandshake;
+    use tucdesk_proto::v1::HandshakeInit;
+    use tucdesk_token::{Cnf, KeySet, SessionClaims, TokenIssuer, ekh, new_jti};
+
+    const ISS: &str = "https://auth.test";
+    const TEAM: &str = "team-1";
+
+    struct World {
+        auth: TokenIssuer,
+        verifier: TokenVerifier,
+        agent: Identity,
+        operator: Identity,
+    }
+
+    fn world() -> World {
+        let auth = TokenIssuer::new(ISS, "k1", Identity::generate().unwrap()).unwrap();
+        let agent = Identity::generate().unwrap();
+        let keys = KeySet::from_keys([("k1".to_owned(), auth.public_key())]).unwrap();
+        let verifier = TokenVerifier::new(keys, ISS, &agent.agent_id());
+        World {
+            auth,
+            verifier,
+            agent,
+            operator: Identity::generate().unwrap(),
+        }
+    }
+
+    fn now() -> u64 {
+        tucdesk_token::unix_now()
+    }
+
+    /// An offer for `session_id` whose token was minted for `token_session`.
+    fn offer(w: &World, session_id: &str, token_session: &str, kind: SessionKind) -> Offer {
+        let (_, signed) =
+            OperatorHandshake::start(&w.operator, session_id, w.agent.public_key()).unwrap();
+        let claims = SessionClaims {
+            iss: ISS.into(),
+            sub: "user-1".into(),
+            aud: vec![w.agent.agent_id(), "rdv".to_owned()].into(),
+            team_id: TEAM.into(),
+            sid: token_session.into(),
+            agent_id: w.agent.agent_id(),
+            kind: if kind == SessionKind::Exec {
+                tucdesk_token::SessionKind::Exec
+            } else {
+                tucdesk_token::SessionKind::Shell
+            },
+            cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
+            ekh: ekh(&signed.e_op_pub.to_bytes()),
+            iat: now(),
+            exp: now() + 300,
+            jti: new_jti().unwrap(),
+        };
+        Offer {
+            session_id: session_id.into(),
+            kind: kind as i32,
+            exec: (kind == SessionKind::Exec).then(|| ExecSpec {
+                argv: vec!["true".into()],
+                ..Default::default()
+            }),
+            handshake: Some(HandshakeInit {
+                operator_key: signed.operator_key.to_bytes().to_vec(),
+                e_op_pub: signed.e_op_pub.to_bytes().to_vec(),
+                offer_signature: signed.signature.to_bytes().to_vec(),
+            }),
+            session_token: w.auth.issue_session(&claims).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    fn check(
+        w: &World,
+        offer: &Offer,
+        limits: LocalLimits,
+    ) -> Result<VerifiedOffer, Option<Refusal>> {
+        let key = w.agent.public_key();
+        let agent_id = w.agent.agent_id();
+        verify_offer(
+            offer,
+            AgentView {
+                agent_key: &key,
+                agent_id: &agent_id,
+                team_id: TEAM,
+                limits,
+            },
+            &w.verifier,
+            now(),
+        )
+    }
+
+    fn reason(result: Result<VerifiedOffer, Option<Refusal>>) -> RejectReason {
+        result.unwrap_err().unwrap().reason
+    }
+
+    const A: &str = "6f1c5e0a-8a47-4b52-9d6a-0c6a3b1f2e11";
+    const B: &str = "0b7a3c52-1d9e-4f0b-8c2d-5e6f7a8b9c0d";
+
+    #[test]
+    fn a_bound_offer_is_accepted() {
+        let w = world();
+        let verified = check(
+            &w,
+            &offer(&w, A, A, SessionKind::Shell),
+            LocalLimits::default(),
+        );
+        assert_eq!(verified.unwrap().session_id, A);
+    }
+
+    #[test]
+    fn a_token_for_one_session_cannot_open_another() {
+        let w = world();
+        let result = check(
+            &w,
+            &offer(&w, B, A, SessionKind::Shell),
+            LocalLimits::default(),
+        );
+        assert_eq!(reason(result), RejectReason::SessionTokenInvalid);
+    }
+
+    #[test]
+    fn a_token_for_another_agent_or_team_is_refused() {
+        let w = world();
+        let other = world();
+        // Minted for another agent: its audience is not ours.
+        let foreign = offer(&other, A, A, SessionKind::Shell);
+        let mut ours = offer(&w, A, A, SessionKind::Shell);
+        ours.session_token = foreign.session_token;
+        assert!(check(&w, &ours, LocalLimits::default()).is_err());
+        // Our agent, but the agent belongs to another team than the token says.
+        let key = w.agent.public_key();
+        let agent_id = w.agent.agent_id();
+        let result = verify_offer(
+            &offer(&w, A, A, SessionKind::Shell),
+            AgentView {
+                agent_key: &key,
+                agent_id: &agent_id,
+                team_id: "team-2",
+                limits: LocalLimits::default(),
+            },
+            &w.verifier,
+            now(),
+        );
+        assert_eq!(reason(result), RejectReason::SessionTokenInvalid);
+    }
+
+    #[test]
+    fn a_substituted_operator_key_or_kind_is_refused() {
+        let w = world();
+        // The server swaps in its own handshake half: the token's cnf/ekh no longer match.
+        let mut swapped = offer(&w, A, A, SessionKind::Shell);
+        let (_, mitm) =
+            OperatorHandshake::start(&Identity::generate().unwrap(), A, w.agent.public_key())
+                .unwrap();
+        let init = swapped.handshake.as_mut().unwrap();
+        init.operator_key = mitm.operator_key.to_bytes().to_vec();
+        init.e_op_pub = mitm.e_op_pub.to_bytes().to_vec();
+        init.offer_signature = mitm.signature.to_bytes().to_vec();
+        assert_eq!(
+            reason(check(&w, &swapped, LocalLimits::default())),
+            RejectReason::SessionTokenInvalid
+        );
+        // A shell token presented as an exec offer.
+        let mut kind = offer(&w, A, A, SessionKind::Shell);
+        kind.kind = SessionKind::Exec as i32;
+        kind.exec = Some(ExecSpec {
+            argv: vec!["id".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            reason(check(&w, &kind, LocalLimits::default())),
+            RejectReason::SessionTokenInvalid
+        );
+    }
+
+    #[test]
+    fn a_forged_offer_signature_is_refused() {
+        let w = world();
+        let mut forged = offer(&w, A, A, SessionKind::Shell);
+        forged.handshake.as_mut().unwrap().offer_signature[0] ^= 1;
+        assert_eq!(
+            reason(check(&w, &forged, LocalLimits::default())),
+            RejectReason::ProofInvalid
+        );
+    }
+
+    #[test]
+    fn local_limits_apply_whatever_the_server_allowed() {
+        let w = world();
+        let no_shell = LocalLimits {
+            allow_shell: false,
+            ..LocalLimits::default()
+        };
+        assert_eq!(
+            reason(check(&w, &offer(&w, A, A, SessionKind::Shell), no_shell)),
+            RejectReason::AgentLocalPolicy
+        );
+        let no_exec = LocalLimits {
+            allow_exec: false,
+            ..LocalLimits::default()
+        };
+        assert_eq!(
+            reason(check(&w, &offer(&w, A, A, SessionKind::Exec), no_exec)),
+            RejectReason::AgentLocalPolicy
+        );
+        assert!(check(&w, &offer(&w, A, A, SessionKind::Exec), no_shell).is_ok());
+    }
+
+    #[test]
+    fn a_token_signed_by_an_unknown_key_asks_for_a_key_refresh() {
+        let w = world();
+        let stranger = world();
+        let mut offer = offer(&w, A, A, SessionKind::Shell);
+        let claims_token = stranger.auth.issue_session(&SessionClaims {
+            iss: ISS.into(),
+            sub: "user-1".into(),
+            aud: vec![w.agent.agent_id()].into(),
+            team_id: TEAM.into(),
+            sid: A.into(),
+            agent_id: w.agent.agent_id(),
+            kind: tucdesk_token::SessionKind::Shell,
+            cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
+            ekh: ekh(&offer.handshake.as_ref().unwrap().e_op_pub),
+            iat: now(),
+            exp: now() + 300,
+            jti: new_jti().unwrap(),
+        });
+        // Same kid "k1" but another key: the signature fails, which is a refusal, not a refresh.
+        offer.session_token = claims_token.unwrap();
+        assert_eq!(
+            reason(check(&w, &offer, LocalLimits::default())),
+            RejectReason::SessionTokenInvalid
+        );
+        let other_kid = TokenIssuer::new(ISS, "k2", Identity::generate().unwrap()).unwrap();
+        offer.session_token = other_kid
+            .issue_session(&SessionClaims {
+                iss: ISS.into(),
+                sub: "user-1".into(),
+                aud: vec![w.agent.agent_id()].into(),
+                team_id: TEAM.into(),
+                sid: A.into(),
+                agent_id: w.agent.agent_id(),
+                kind: tucdesk_token::SessionKind::Shell,
+                cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
+                ekh: ekh(&offer.handshake.as_ref().unwrap().e_op_pub),
+                iat: now(),
+                exp: now() + 300,
+                jti: new_jti().unwrap(),
+            })
+            .unwrap();
+        assert!(matches!(
+            check(&w, &offer, LocalLimits::default()),
+            Err(None)
+        ));
+    }
+}

@@ -234,3 +234,186 @@ pub async fn establish(
         peer,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use async_trait::async_trait;
+    use tokio::sync::{Mutex, mpsc};
+    use tucdesk_proto::v1::{Input, Output};
+
+    /// One end of an in-memory pipe that also records what it sent, so a test can replay or
+    /// tamper with it.
+    struct MemoryPipe {
+        out: mpsc::Sender<Vec<u8>>,
+        inbox: Mutex<mpsc::Receiver<Vec<u8>>>,
+        sent: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+
+    #[async_trait]
+    impl MessagePipe for MemoryPipe {
+        fn path(&self) -> Path {
+            Path::Ws
+        }
+        async fn send(&self, message: Vec<u8>) -> Result<(), PipeError> {
+            self.sent.lock().unwrap().push(message.clone());
+            self.out
+                .send(message)
+                .await
+                .map_err(|_| PipeError::Closed { reason: None })
+        }
+        async fn recv(&self) -> Result<Option<Vec<u8>>, PipeError> {
+            Ok(self.inbox.lock().await.recv().await)
+        }
+        async fn close(&self) {}
+    }
+
+    fn pair() -> (Arc<MemoryPipe>, Arc<MemoryPipe>, mpsc::Sender<Vec<u8>>) {
+        let (a_out, b_in) = mpsc::channel(64);
+        let (b_out, a_in) = mpsc::channel(64);
+        let inject = b_out.clone();
+        let a = Arc::new(MemoryPipe {
+            out: a_out,
+            inbox: Mutex::new(a_in),
+            sent: Default::default(),
+        });
+        let b = Arc::new(MemoryPipe {
+            out: b_out,
+            inbox: Mutex::new(b_in),
+            sent: Default::default(),
+        });
+        (a, b, inject)
+    }
+
+    /// Both sides' keys from a real handshake.
+    fn handshake() -> (tucdesk_crypto::SessionKeys, tucdesk_crypto::SessionKeys) {
+        let operator = tucdesk_crypto::Identity::generate().unwrap();
+        let agent = tucdesk_crypto::Identity::generate().unwrap();
+        let (start, offer) = tucdesk_crypto::OperatorHandshake::start(
+            &operator,
+            "6f1c5e0a-8a47-4b52-9d6a-0c6a3b1f2e11",
+            agent.public_key(),
+        )
+        .unwrap();
+        let (answer, agent_keys) = tucdesk_crypto::agent_respond(&agent, &offer).unwrap();
+        (start.finish(&answer).unwrap(), agent_keys)
+    }
+
+    fn output(data: &[u8]) -> Frame {
+        Frame {
+            kind: Some(frame::Kind::Output(Output {
+                seq: 1,
+                data: data.to_vec(),
+            })),
+        }
+    }
+
+    async fn established(
+        operator_keys: tucdesk_crypto::SessionKeys,
+        agent_keys: tucdesk_crypto::SessionKeys,
+    ) -> (
+        Result<Established, ChannelError>,
+        Result<Established, ChannelError>,
+        Arc<MemoryPipe>,
+        mpsc::Sender<Vec<u8>>,
+    ) {
+        let (op_pipe, agent_pipe, inject) = pair();
+        let op = establish(
+            op_pipe.clone(),
+            operator_keys.into_operator_channel(),
+            Side::Operator,
+            None,
+        );
+        let agent = establish(
+            agent_pipe,
+            agent_keys.into_agent_channel(),
+            Side::Agent,
+            None,
+        );
+        let (op, agent) = tokio::join!(op, agent);
+        (op, agent, op_pipe, inject)
+    }
+
+    #[tokio::test]
+    async fn frames_flow_both_ways_once_hellos_match() {
+        let (op_keys, agent_keys) = handshake();
+        let (op, agent, _, _) = established(op_keys, agent_keys).await;
+        let (mut op, mut agent) = (op.unwrap(), agent.unwrap());
+        assert_eq!(op.peer.side, Side::Agent as i32);
+        agent.sender.send(&output(b"prompt$ ")).await.unwrap();
+        assert_eq!(
+            op.receiver.recv().await.unwrap().unwrap(),
+            output(b"prompt$ ")
+        );
+        let typed = Frame {
+            kind: Some(frame::Kind::Input(Input {
+                data: b"ls\n".to_vec(),
+            })),
+        };
+        op.sender.send(&typed).await.unwrap();
+        assert_eq!(agent.receiver.recv().await.unwrap().unwrap(), typed);
+        assert!(op.sender.bytes() > 0 && agent.receiver.bytes() == op.sender.bytes());
+    }
+
+    #[tokio::test]
+    async fn different_keys_fail_closed_at_hello() {
+        let (op_keys, _) = handshake();
+        let (_, agent_keys) = handshake();
+        let (op, agent, _, _) = established(op_keys, agent_keys).await;
+        assert!(matches!(op, Err(ChannelError::Crypto(_))), "{op:?}");
+        assert!(matches!(agent, Err(ChannelError::Crypto(_))), "{agent:?}");
+    }
+
+    #[tokio::test]
+    async fn a_replayed_or_tampered_frame_is_refused() {
+        let (op_keys, agent_keys) = handshake();
+        let (op, agent, op_pipe, inject) = established(op_keys, agent_keys).await;
+        let (mut op, mut agent) = (op.unwrap(), agent.unwrap());
+        op.sender.send(&output(b"once")).await.unwrap();
+        agent.receiver.recv().await.unwrap().unwrap();
+        // The relay (or anyone on the path) sends the same sealed frame again.
+        let last = op_pipe.sent.lock().unwrap().last().cloned().unwrap();
+        let b_in_sender = op_pipe.out.clone();
+        drop(inject);
+        b_in_sender.send(last.clone()).await.unwrap();
+        assert!(matches!(
+            agent.receiver.recv().await,
+            Err(ChannelError::Crypto(_))
+        ));
+        let mut flipped = last;
+        let end = flipped.len() - 1;
+        flipped[end] ^= 1;
+        b_in_sender.send(flipped).await.unwrap();
+        assert!(agent.receiver.recv().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_is_refused_before_decryption() {
+        let (op_keys, agent_keys) = handshake();
+        let (op, _agent, _, inject) = established(op_keys, agent_keys).await;
+        let mut op = op.unwrap();
+        inject
+            .send(vec![0u8; MAX_SEALED_FRAME_LEN + 1])
+            .await
+            .unwrap();
+        let err = op.receiver.recv().await.unwrap_err();
+        assert!(matches!(err, ChannelError::TooLarge(_)));
+        assert_eq!(err.close_reason(), CloseReason::FrameTooLarge);
+    }
+
+    #[tokio::test]
+    async fn a_peer_claiming_our_side_is_refused() {
+        let (a, b, _) = pair();
+        // Both ends say "operator" (with matching keys for each direction).
+        let (op_keys, agent_keys) = handshake();
+        let first = establish(a, op_keys.into_operator_channel(), Side::Operator, None);
+        let second = establish(b, agent_keys.into_agent_channel(), Side::Operator, None);
+        let (first, second) = tokio::join!(first, second);
+        assert!(
+            matches!(first, Err(ChannelError::Handshake(_))),
+            "{first:?}"
+        );
+        assert!(second.is_err());
+    }
+}
