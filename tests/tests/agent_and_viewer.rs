@@ -1,7 +1,7 @@
 //! The real `tucdesk-agent` and `tucdesk` programs against the services (auth, rendezvous, a
 //! relay node), on the real Postgres, Redis and NATS and on the embedded backends: exec and
-//! shell sessions end to end, policy denial and approval, key pinning, ciphertext-only relay,
-//! and an agent that survives a rendezvous restart.
+//! shell sessions end to end, policy denial and approval, attended consent at the host, key
+//! pinning, ciphertext-only relay, and an agent that survives a rendezvous restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -359,7 +359,123 @@ async fn the_agent_reconnects_after_a_rendezvous_restart(backend: Backend) {
     stack.stop().await;
 }
 
+/// An agent running under a pseudo-terminal, as a person at the host would run it.
+struct AttendedAgent {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+    keyboard: Box<dyn std::io::Write + Send>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Drop for AttendedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl AttendedAgent {
+    fn start(agent: &common::Agent) -> Self {
+        use std::io::Read as _;
+        let pair = portable_pty::native_pty_system()
+            .openpty(portable_pty::PtySize::default())
+            .unwrap();
+        let mut command = portable_pty::CommandBuilder::new(common::AGENT_BIN);
+        command.args([
+            "--state-dir",
+            &agent.state_dir().display().to_string(),
+            "run",
+        ]);
+        command.env("NO_COLOR", "1");
+        let child = pair.slave.spawn_command(command).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let keyboard = pair.master.take_writer().unwrap();
+        let screen: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+        let shown = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                shown
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            child,
+            screen,
+            keyboard,
+            _master: pair.master,
+        }
+    }
+
+    /// Waits until the host's terminal shows the `nth` consent prompt, then types `answer`.
+    async fn answer(&mut self, nth: usize, answer: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.screen.lock().unwrap().clone();
+            if screen.matches("Allow?").count() >= nth {
+                self.keyboard
+                    .write_all(format!("{answer}\r").as_bytes())
+                    .unwrap();
+                self.keyboard.flush().unwrap();
+                return screen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no consent prompt on the host:\n{screen}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn an_attended_host_decides_who_gets_in(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let mut agent = common::Agent::new("attended-host");
+    agent.enroll(&stack, &viewer, &["--attended"]).await;
+    let mut host = AttendedAgent::start(&agent);
+    assert!(viewer.sees_online("attended-host").await);
+
+    let accepted = viewer.spawn(&[
+        "exec",
+        "attended-host",
+        "--accept-new",
+        "--reason",
+        "printer is stuck",
+        "--",
+        "echo",
+        "let-in",
+    ]);
+    let prompt = host.answer(1, "yes").await;
+    assert!(prompt.contains(&stack.owner_email), "{prompt}");
+    assert!(prompt.contains("printer is stuck"), "{prompt}");
+    assert!(prompt.contains("echo let-in"), "{prompt}");
+    let out = tokio::time::timeout(WAIT, accepted.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stdout(&out), "let-in\n", "{}", stderr(&out));
+
+    let refused = viewer.spawn(&["exec", "attended-host", "--", "echo", "keep-out"]);
+    host.answer(2, "no").await;
+    let out = tokio::time::timeout(WAIT, refused.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("keep-out"));
+    assert!(stderr(&out).contains("consent denied"), "{}", stderr(&out));
+    drop(host);
+    stack.stop().await;
+}
+
 on_both_backends!(
+    an_attended_host_decides_who_gets_in,
     exec_keeps_streams_apart_and_returns_the_exit_code,
     a_shell_round_trips_with_resize_and_exit_status,
     the_relay_forwards_exec_output_only_as_ciphertext,
