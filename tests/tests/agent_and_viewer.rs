@@ -474,7 +474,55 @@ async fn an_attended_host_decides_who_gets_in(backend: Backend) {
     stack.stop().await;
 }
 
+async fn the_viewer_refreshes_its_login_and_logout_ends_it(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let config = ConfigDir::new(viewer.config_dir());
+    let before = config.credentials().unwrap();
+    // Pretend the access token is about to expire: the next command refreshes it first.
+    let mut stale = before.clone();
+    stale.access_expires_at = 0;
+    config.save_credentials(&stale).unwrap();
+    let out = viewer.run(&["whoami"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&stack.owner_email));
+    let after = config.credentials().unwrap();
+    assert_ne!(
+        after.refresh_token, before.refresh_token,
+        "the refresh token rotates"
+    );
+    assert_ne!(after.access_token, before.access_token);
+    assert!(after.access_expires_at > 0);
+
+    // The rotated-out refresh token is now a stolen one: using it revokes the family.
+    let mut thief = after.clone();
+    thief.refresh_token = before.refresh_token.clone();
+    thief.access_expires_at = 0;
+    config.save_credentials(&thief).unwrap();
+    let out = viewer.run(&["whoami"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("tucdesk login"), "{}", stderr(&out));
+    let mut owner_again = after;
+    owner_again.access_expires_at = 0;
+    config.save_credentials(&owner_again).unwrap();
+    let out = viewer.run(&["whoami"]).await;
+    assert!(
+        !out.status.success(),
+        "the whole family is revoked after reuse"
+    );
+
+    // Log in again, then log out: the tokens are gone locally.
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let out = viewer.run(&["logout"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = viewer.run(&["agents"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
+    stack.stop().await;
+}
+
 on_both_backends!(
+    the_viewer_refreshes_its_login_and_logout_ends_it,
     an_attended_host_decides_who_gets_in,
     exec_keeps_streams_apart_and_returns_the_exit_code,
     a_shell_round_trips_with_resize_and_exit_status,
