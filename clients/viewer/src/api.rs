@@ -190,6 +190,61 @@ pub async fn login(
     Ok(credentials)
 }
 
+/// Redeems a support code (a technician's one-time access, scoped by the admin who made it to
+/// one agent or a tag) with this device's key; stores the short-lived token. There is no refresh
+/// token: when it expires, the technician needs a new code.
+pub async fn redeem_support_code(
+    config: &ConfigDir,
+    target: LoginTarget,
+    code: &str,
+    display_name: &str,
+) -> Result<Credentials, ApiError> {
+    let parsed = tucdesk_crypto::SupportCode::parse(code)
+        .map_err(|_| ApiError::Refused("that is not a support code (like K7M2Q-9XH4R-…)".into()))?;
+    let device = config.device_key()?;
+    let mut auth = auth_client(&target.auth, target.ca_file.as_deref())?;
+    let challenge = auth
+        .begin_device_binding(BeginDeviceBindingRequest {})
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner()
+        .challenge;
+    let binding = proof_scopes::redeem_binding(&parsed);
+    let proof = device_proof(
+        &device,
+        proof_scopes::REDEEM_SUPPORT_CODE,
+        "",
+        "",
+        &binding,
+        &challenge,
+    )?;
+    let redeemed = auth
+        .redeem_support_code(tucdesk_proto::v1::RedeemSupportCodeRequest {
+            protocol_version: tucdesk_proto::PROTOCOL_VERSION,
+            code: code.to_owned(),
+            device_proof: Some(proof),
+            display_name: display_name.to_owned(),
+            client: Some(software()),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    let credentials = Credentials {
+        auth: target.auth,
+        rendezvous: target.rendezvous,
+        ca_file: target.ca_file,
+        email: display_name.to_owned(),
+        user_id: String::new(),
+        team_id: redeemed.team_id,
+        role: "support".into(),
+        access_token: redeemed.access_token,
+        access_expires_at: redeemed.expires_at.map_or(now_secs() + 300, |t| t.seconds),
+        refresh_token: String::new(),
+    };
+    config.save_credentials(&credentials)?;
+    Ok(credentials)
+}
+
 /// Sets the first password with an invite or setup token.
 pub async fn accept_invite(
     target: &LoginTarget,
@@ -253,6 +308,15 @@ impl Api {
     pub async fn token(&mut self) -> Result<String, ApiError> {
         if self.credentials.access_expires_at - now_secs() > REFRESH_MARGIN_SECS {
             return Ok(self.credentials.access_token.clone());
+        }
+        if self.credentials.refresh_token.is_empty() {
+            // A support code's token: usable to its end, never refreshed.
+            if self.credentials.access_expires_at > now_secs() {
+                return Ok(self.credentials.access_token.clone());
+            }
+            return Err(ApiError::LoginEnded(
+                "the support code's access has expired; ask for a new code".into(),
+            ));
         }
         let binding = proof_scopes::refresh_binding(&self.credentials.refresh_token);
         let proof = device_proof(&self.device, proof_scopes::REFRESH, "", "", &binding, b"")?;
@@ -324,6 +388,11 @@ impl Api {
 
     /// Revokes this device's refresh family and forgets the credentials.
     pub async fn logout(mut self) -> Result<(), ApiError> {
+        if self.credentials.refresh_token.is_empty() {
+            // Support access has no family to revoke; it expires on its own.
+            self.config.remove_credentials()?;
+            return Ok(());
+        }
         let request = self
             .request(tucdesk_proto::v1::LogoutRequest {
                 refresh_token: self.credentials.refresh_token.clone(),

@@ -132,8 +132,15 @@ struct LoginArgs {
     /// Extra CA certificate (PEM) for servers with a private CA.
     #[arg(long, env = "TUCDESK_CA_FILE")]
     ca_file: Option<PathBuf>,
-    #[arg(long, env = "TUCDESK_EMAIL")]
-    email: String,
+    #[arg(long, env = "TUCDESK_EMAIL", required_unless_present = "support_code")]
+    email: Option<String>,
+    /// A technician's one-time support code (instead of an account): access to the agent or
+    /// tag the code names, for its lifetime.
+    #[arg(long, conflicts_with_all = ["setup_token", "totp", "password_stdin"])]
+    support_code: Option<String>,
+    /// The name the host's person sees with --support-code.
+    #[arg(long, default_value = "Support technician")]
+    display_name: String,
     /// Read the password from the first line of stdin (otherwise $TUCDESK_PASSWORD, or a
     /// prompt).
     #[arg(long)]
@@ -382,6 +389,21 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 async fn login(config: &ConfigDir, args: LoginArgs) -> anyhow::Result<()> {
+    let target = LoginTarget {
+        auth: args.auth.clone(),
+        rendezvous: args.rendezvous.clone(),
+        ca_file: args.ca_file.clone(),
+    };
+    if let Some(code) = &args.support_code {
+        let credentials =
+            api::redeem_support_code(config, target, code, &args.display_name).await?;
+        println!(
+            "support access to team {} until {} (Unix time); no password, no refresh",
+            credentials.team_id, credentials.access_expires_at
+        );
+        return Ok(());
+    }
+    let email = args.email.clone().unwrap_or_default();
     let password = if args.password_stdin {
         let mut line = zeroize::Zeroizing::new(String::new());
         std::io::stdin()
@@ -400,17 +422,11 @@ async fn login(config: &ConfigDir, args: LoginArgs) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("no password: use --password-stdin, $TUCDESK_PASSWORD or a terminal");
     };
-    let target = LoginTarget {
-        auth: args.auth,
-        rendezvous: args.rendezvous,
-        ca_file: args.ca_file,
-    };
     if let Some(token) = &args.setup_token {
         api::accept_invite(&target, token, &password).await?;
         eprintln!("password set");
     }
-    let credentials =
-        api::login(config, target, &args.email, &password, args.totp.as_deref()).await?;
+    let credentials = api::login(config, target, &email, &password, args.totp.as_deref()).await?;
     println!(
         "logged in as {} ({}) in team {}",
         credentials.email, credentials.role, credentials.team_id
