@@ -9,7 +9,7 @@ use tucdesk_proto::v1::{
     AcceptInviteRequest, AcceptInviteResponse, BeginDeviceBindingRequest,
     BeginDeviceBindingResponse, GetJwksRequest, Jwk as ProtoJwk, Jwks as ProtoJwks, LoginRequest,
     LoginResponse, LogoutRequest, LogoutResponse, PrincipalInfo, RefreshRequest, TokenPair,
-    TotpRequired, WhoAmIRequest, WhoAmIResponse, login_response,
+    TotpRequired, User, WhoAmIRequest, WhoAmIResponse, login_response,
 };
 use tucdesk_token::AccessClaims;
 
@@ -17,7 +17,8 @@ use crate::error::AuthError;
 use crate::login::{IssuedTokens, LoginOutcome};
 use crate::password::Password;
 use crate::service::Auth;
-use crate::store::timestamp;
+use crate::store::{role_to_proto, timestamp};
+use crate::support_codes::principals::is_support_principal;
 
 /// Longest `authorization` header value accepted.
 const MAX_BEARER_LEN: usize = 8 * 1024;
@@ -149,24 +150,46 @@ impl AuthService for AuthGrpc {
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
         let claims = self.claims(&request)?;
-        let user = self.auth.whoami(&claims).await?;
-        let principal = PrincipalInfo {
-            kind: if claims.client_id.is_some() {
-                "ai_agent"
-            } else {
-                "user"
-            }
-            .into(),
-            device_key_thumbprint: claims
-                .cnf
-                .as_ref()
-                .map(|cnf| cnf.jkt.clone())
-                .unwrap_or_default(),
-            scope: claims.scp.clone().unwrap_or_default(),
-            client_id: claims.client_id.clone().unwrap_or_default(),
+        let device_key_thumbprint = claims
+            .cnf
+            .as_ref()
+            .map(|cnf| cnf.jkt.clone())
+            .unwrap_or_default();
+        let (user, principal) = if is_support_principal(&claims) {
+            // No account: a synthetic user record naming the technician, and the code id.
+            let support = self.auth.whoami_support(&claims).await?;
+            let user = User {
+                user_id: support.principal.id.clone(),
+                team_id: support.principal.team_id.clone(),
+                display_name: support.principal.display_name.clone(),
+                role: role_to_proto(claims.role) as i32,
+                created_at: Some(timestamp(support.principal.created_at_ms)),
+                ..Default::default()
+            };
+            let principal = PrincipalInfo {
+                kind: "support".into(),
+                device_key_thumbprint,
+                scope: claims.scp.clone().unwrap_or_default(),
+                client_id: support.code.id,
+            };
+            (user, principal)
+        } else {
+            let user = self.auth.whoami(&claims).await?;
+            let principal = PrincipalInfo {
+                kind: if claims.client_id.is_some() {
+                    "ai_agent"
+                } else {
+                    "user"
+                }
+                .into(),
+                device_key_thumbprint,
+                scope: claims.scp.clone().unwrap_or_default(),
+                client_id: claims.client_id.clone().unwrap_or_default(),
+            };
+            (user.to_proto(), principal)
         };
         Ok(Response::new(WhoAmIResponse {
-            user: Some(user.to_proto()),
+            user: Some(user),
             principal: Some(principal),
             expires_at: Some(timestamp(
                 i64::try_from(claims.exp)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use subtle::ConstantTimeEq as _;
 use tonic::{Request, Response, Status};
 use tucdesk_proto::v1::auth_internal_server::AuthInternal;
 use tucdesk_proto::v1::{
@@ -15,6 +16,7 @@ use crate::error::AuthError;
 use crate::login::now_secs;
 use crate::service::Auth;
 use crate::store::{self, timestamp};
+use crate::support_codes::principals::{Inactive, is_support_subject};
 
 /// The only service allowed to mint session tokens.
 pub const SESSION_MINTER: &str = "rendezvous";
@@ -30,6 +32,53 @@ const THUMBPRINT_LEN: usize = 43;
 
 /// X25519 public key length.
 const X25519_LEN: usize = 32;
+
+/// Who a session token is minted for, as auth checked it.
+#[derive(Debug)]
+struct SessionOperator {
+    /// The session token's `sub`: a user id or a support principal id.
+    id: String,
+    /// Audit label: `user` (people, and AI agents acting for their user) or `support`.
+    kind: &'static str,
+    /// The technician's name for support principals (shown on the host), else empty.
+    display_name: String,
+    support_code_id: Option<String>,
+    /// Unix seconds the session token must not outlive (a support principal's access).
+    not_after: Option<u64>,
+}
+
+/// A refused mint: the audited reason (none for a backend failure, which decided nothing
+/// about the operator) and the error the caller gets.
+#[derive(Debug)]
+struct MintRefusal {
+    reason: Option<&'static str>,
+    error: AuthError,
+}
+
+impl MintRefusal {
+    fn new(reason: &'static str, error: AuthError) -> Self {
+        Self {
+            reason: Some(reason),
+            error,
+        }
+    }
+}
+
+impl From<AuthError> for MintRefusal {
+    fn from(error: AuthError) -> Self {
+        Self {
+            reason: None,
+            error,
+        }
+    }
+}
+
+fn request_kind_label(kind: SessionKind) -> &'static str {
+    match kind {
+        SessionKind::Shell => "shell",
+        SessionKind::Exec => "exec",
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AuthInternalGrpc {
@@ -115,24 +164,29 @@ impl Auth {
             0 => max_ttl,
             requested => requested.min(max_ttl),
         };
-        // Defence in depth: rendezvous checked the operator's token, but the operator must
-        // still exist, belong to the team and be enabled when the token is minted.
-        let user = store::find_user(self.db(), &request.user_id)
-            .await?
-            .filter(|user| user.team_id == request.team_id)
-            .ok_or(AuthError::NotFound("user"))?;
-        if user.disabled {
-            return Err(AuthError::Disabled);
-        }
-
         let now = now_secs();
-        let exp = now + ttl;
+        // Defence in depth: rendezvous checked the operator's token, but the operator must
+        // still exist, belong to the team and be allowed to act when the token is minted.
+        let operator = match self.session_operator(request, kind, now).await {
+            Ok(operator) => operator,
+            Err(refusal) => {
+                if let Some(reason) = refusal.reason {
+                    self.audit_mint_refusal(caller, request, reason).await?;
+                }
+                return Err(refusal.error);
+            }
+        };
+        // A support principal's session token never outlives its access.
+        let exp = operator
+            .not_after
+            .map_or(now + ttl, |end| end.min(now + ttl));
+        let ttl = exp.saturating_sub(now);
         let jti = || {
             tucdesk_token::new_jti().map_err(|err| AuthError::internal("token id generation", err))
         };
         let session = SessionClaims {
             iss: self.config().issuer.clone(),
-            sub: user.id.clone(),
+            sub: operator.id.clone(),
             aud: Audience::Many(vec![
                 request.agent_id.clone(),
                 request.rendezvous_audience.clone(),
@@ -175,9 +229,17 @@ impl Auth {
         .target(format!("agent:{}", request.agent_id))
         .session(request.session_id.clone())
         .context("outcome", "success")
-        .context("operator", user.id.as_str())
+        .context("operator", operator.id.as_str())
+        .context("principal", operator.kind)
+        .context("kind", request_kind_label(kind))
         .context("relay_node_id", request.relay_node_id.as_str())
         .context("ttl_seconds", ttl);
+        let record = match &operator.support_code_id {
+            Some(code_id) => record
+                .context("support_code", code_id.as_str())
+                .context("operator_display_name", operator.display_name.as_str()),
+            None => record,
+        };
         self.audit(&mut tx, record).await?;
         self.commit(tx).await?;
         self.metrics().issued("session");
@@ -193,7 +255,124 @@ impl Auth {
             operator_relay_ticket: operator_ticket,
             agent_relay_ticket: agent_ticket,
             relay_tickets_expire_at: Some(expires_at),
+            operator_display_name: operator.display_name,
         })
+    }
+
+    /// The operator a session token may be minted for: an enabled user of the team, or a
+    /// support principal of the team that still may act, with the device key that redeemed
+    /// the code, for a kind (and, for an agent-scoped code, the agent) the code allows. A
+    /// tag-scoped code's tags are rendezvous's to check: auth does not know agents' tags.
+    async fn session_operator(
+        &self,
+        request: &MintSessionTokenRequest,
+        kind: SessionKind,
+        now_secs: u64,
+    ) -> Result<SessionOperator, MintRefusal> {
+        if !is_support_subject(&request.user_id) {
+            let user = store::find_user(self.db(), &request.user_id)
+                .await?
+                .filter(|user| user.team_id == request.team_id)
+                .ok_or(MintRefusal::new(
+                    "unknown_operator",
+                    AuthError::NotFound("user"),
+                ))?;
+            if user.disabled {
+                return Err(MintRefusal::new("disabled", AuthError::Disabled));
+            }
+            return Ok(SessionOperator {
+                id: user.id,
+                kind: "user",
+                display_name: String::new(),
+                support_code_id: None,
+                not_after: None,
+            });
+        }
+        let support = self
+            .support_principal(&request.team_id, &request.user_id)
+            .await?
+            .ok_or(MintRefusal::new(
+                "unknown_operator",
+                AuthError::NotFound("support principal"),
+            ))?;
+        let now_ms = i64::try_from(now_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        if let Some(inactive) = support.inactive(now_ms) {
+            return Err(MintRefusal::new(inactive.label(), inactive.error()));
+        }
+        let same_key: bool = support
+            .principal
+            .device_jkt
+            .as_bytes()
+            .ct_eq(request.device_key_thumbprint.as_bytes())
+            .into();
+        if !same_key {
+            return Err(MintRefusal::new(
+                "device_key_mismatch",
+                AuthError::PermissionDenied(
+                    "the handshake key is not the device key that redeemed the support code",
+                ),
+            ));
+        }
+        if !support.code.kinds()?.contains(&kind) {
+            return Err(MintRefusal::new(
+                "kind_not_allowed",
+                AuthError::PermissionDenied("the support code does not allow this kind of session"),
+            ));
+        }
+        if let Some(agent_id) = &support.code.agent_id
+            && *agent_id != request.agent_id
+        {
+            return Err(MintRefusal::new(
+                "out_of_scope",
+                AuthError::PermissionDenied("the agent is outside the support code's scope"),
+            ));
+        }
+        let not_after = u64::try_from(support.principal.expires_at_ms / 1000).unwrap_or(0);
+        if not_after <= now_secs {
+            return Err(MintRefusal::new(
+                Inactive::Expired.label(),
+                Inactive::Expired.error(),
+            ));
+        }
+        Ok(SessionOperator {
+            id: support.principal.id,
+            kind: "support",
+            display_name: support.principal.display_name,
+            support_code_id: Some(support.code.id),
+            not_after: Some(not_after),
+        })
+    }
+
+    /// Records a refused mint (the operator may not act now): actor the calling service, the
+    /// operator and why in the context.
+    async fn audit_mint_refusal(
+        &self,
+        caller: &str,
+        request: &MintSessionTokenRequest,
+        reason: &'static str,
+    ) -> Result<(), AuthError> {
+        let principal = if is_support_subject(&request.user_id) {
+            "support"
+        } else {
+            "user"
+        };
+        let record = AuditRecord::new(
+            &request.team_id,
+            "auth.session_token_refused",
+            ActorKind::Service,
+            caller,
+        )
+        .target(format!("agent:{}", request.agent_id))
+        .session(request.session_id.clone())
+        .context("outcome", "denied")
+        .context("reason", reason)
+        .context("operator", request.user_id.as_str())
+        .context("principal", principal);
+        let mut tx = self.db().begin().await?;
+        self.audit(&mut tx, record).await?;
+        self.commit(tx).await
     }
 
     /// Longest session-token lifetime this service issues.

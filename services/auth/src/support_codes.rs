@@ -15,12 +15,14 @@
 //! - **What it yields.** An access token, no refresh token: `sub` `support:<code id>:<use>`,
 //!   no `email`, role `viewer`, `scp` `agent:<id>` or `tag:<tag>`, `kinds`, `cnf.jkt` of the
 //!   redeeming device key, expiring at the earlier of one hour and the code's expiry. It has
-//!   no user row, so every user method of this service refuses it.
+//!   no user row, so every user method of this service refuses it; the redemption is kept in
+//!   `support_principals` ([`principals`]), which `WhoAmI` and `MintSessionToken` check.
 //!
 //! Rate limits: [`REDEEM_SOURCE_LIMIT`] counts every proven attempt per source before the
 //! code is looked up (the brute-force guard); [`REDEEM_TEAM_LIMIT`] counts, per team, attempts
 //! that found a live code of the team before it is consumed. See `docs/auth.md`.
 
+pub mod principals;
 mod redeem;
 mod store;
 

@@ -121,24 +121,16 @@ impl Rendezvous {
         }
         let presence_filter =
             PresenceFilter::try_from(body.presence).unwrap_or(PresenceFilter::Unspecified);
-        // A support principal lists only what its code reaches.
+        // A support principal lists only what its code reaches, with the request's filters
+        // (tags, name, revoked, presence) and paging applied as for anyone.
         let mut tags = tags;
+        let mut only_agent = None;
         match caller.support_scope() {
             Some(SupportScope::Tag(tag)) if !tags.iter().any(|t| t == tag) => {
                 tags.push(tag.to_owned());
             }
             None | Some(SupportScope::Tag(_)) => {}
-            Some(SupportScope::Agent(agent_id)) => {
-                let found = agents::find_in_team(self.db(), caller.team_id(), agent_id).await?;
-                let agents = match found {
-                    Some(agent) => vec![self.agent_view_of(agent).await?],
-                    None => Vec::new(),
-                };
-                return Ok(ListAgentsResponse {
-                    agents,
-                    page: Some(Default::default()),
-                });
-            }
+            Some(SupportScope::Agent(agent_id)) => only_agent = Some(agent_id.to_owned()),
             Some(SupportScope::Nothing) => {
                 return Ok(ListAgentsResponse {
                     agents: Vec::new(),
@@ -147,6 +139,7 @@ impl Rendezvous {
             }
         }
         let filter = ListFilter {
+            agent_id: only_agent,
             tags,
             name_contains: (!body.name_contains.is_empty()).then(|| body.name_contains.clone()),
             include_revoked: body.include_revoked,

@@ -135,7 +135,9 @@ impl AuthLink {
                 tracing::error!(code = ?status.code(), message = status.message(), "auth refused to mint a session token");
                 match status.code() {
                     tonic::Code::NotFound | tonic::Code::PermissionDenied => {
-                        RendezvousError::PermissionDenied("your account may not open sessions now")
+                        RendezvousError::PermissionDenied(
+                            "your account or support code may not open sessions now",
+                        )
                     }
                     _ => RendezvousError::Unavailable("the auth service"),
                 }

@@ -86,17 +86,38 @@ impl Caller {
         matches!(self.role(), Role::Owner | Role::Admin)
     }
 
-    /// The caller as agents, approvers and the audit log see them (from claims only).
+    /// The caller as agents, approvers and the audit log see them (from claims only). A
+    /// support principal has no email: `client_id` is its code id and the display name says
+    /// which code until auth names the technician (`MintSessionToken`, before the offer).
     pub fn identity(&self) -> OperatorIdentity {
+        let (display_name, client_id) = match self.support_code_id() {
+            Some(code_id) => (format!("support code {code_id}"), code_id.to_owned()),
+            None => (
+                self.claims.email.clone().unwrap_or_default(),
+                self.claims.client_id.clone().unwrap_or_default(),
+            ),
+        };
         OperatorIdentity {
             user_id: self.user_id().to_owned(),
             email: self.claims.email.clone().unwrap_or_default(),
-            display_name: self.claims.email.clone().unwrap_or_default(),
+            display_name,
             role: wire_role(self.role()) as i32,
             device_key_thumbprint: self.device_jkt().unwrap_or_default().to_owned(),
             principal_kind: self.principal as i32,
-            client_id: self.claims.client_id.clone().unwrap_or_default(),
+            client_id,
         }
+    }
+
+    /// For a support principal, the id of the code it redeemed (its subject is
+    /// `support:<code id>:<use>`); `None` for everyone else.
+    pub fn support_code_id(&self) -> Option<&str> {
+        if self.principal != PrincipalKind::Support {
+            return None;
+        }
+        self.user_id()
+            .strip_prefix(SUPPORT_SUBJECT_PREFIX)
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(code_id, _use)| code_id)
     }
 
     /// For a support principal, the agents its code reaches (`agent:<id>` or `tag:<tag>`);
@@ -274,4 +295,53 @@ impl Rendezvous {
 /// Constant-time equality of two thumbprints.
 pub fn same_thumbprint(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(sub: &str, scp: Option<&str>, client_id: Option<&str>) -> Caller {
+        let claims = AccessClaims {
+            iss: "https://auth".into(),
+            sub: sub.into(),
+            aud: tucdesk_token::Audience::One("tucdesk".into()),
+            team_id: "team".into(),
+            email: None,
+            role: Role::Viewer,
+            iat: 0,
+            exp: 1,
+            nbf: None,
+            jti: "j".into(),
+            cnf: Some(tucdesk_token::Cnf::jkt("thumbprint")),
+            client_id: client_id.map(str::to_owned),
+            scp: scp.map(str::to_owned),
+            kinds: None,
+        };
+        let principal = principal_of(&claims);
+        Caller { claims, principal }
+    }
+
+    #[test]
+    fn a_support_principal_is_shown_with_its_code() {
+        let code = "0193a8c4-0000-7000-8000-000000000001";
+        let tech = caller(&format!("support:{code}:2"), Some("tag:kiosk"), None);
+        assert_eq!(tech.principal, PrincipalKind::Support);
+        assert_eq!(tech.support_code_id(), Some(code));
+        assert_eq!(tech.support_scope(), Some(SupportScope::Tag("kiosk")));
+        let identity = tech.identity();
+        assert_eq!(identity.client_id, code);
+        assert_eq!(identity.display_name, format!("support code {code}"));
+        assert_eq!(identity.principal_kind, PrincipalKind::Support as i32);
+        assert!(tech.sees_agent("a", &["kiosk".into()]));
+        assert!(!tech.sees_agent("a", &["db".into()]));
+
+        // Without a scope it is not a support principal, and people have no code.
+        let odd = caller(&format!("support:{code}:2"), None, None);
+        assert_eq!(odd.principal, PrincipalKind::User);
+        assert_eq!(odd.support_code_id(), None);
+        let agent = caller("user-1", Some("sessions:exec"), Some("client-1"));
+        assert_eq!(agent.support_code_id(), None);
+        assert_eq!(agent.identity().client_id, "client-1");
+    }
 }

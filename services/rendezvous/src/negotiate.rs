@@ -47,9 +47,13 @@ pub struct IssuedConnectivity {
     pub session_token: String,
     pub session_token_expires_at: Option<prost_types::Timestamp>,
     pub relay_node_id: String,
+    /// The operator's name as auth knows it (support principals: the technician's), checked
+    /// for length and control characters; empty when auth gave none.
+    pub operator_display_name: String,
 }
 
-/// Refuses principals that may not open this kind of session.
+/// Refuses principals that may not open this kind of session on this agent. Runs before the
+/// session is recorded, before policy and before anything reaches the agent.
 fn may_open(caller: &Caller, kind: SessionKind, agent: &Agent) -> Result<(), RendezvousError> {
     let denied = RendezvousError::PermissionDenied("you may not open this kind of session");
     match caller.principal {
@@ -70,21 +74,32 @@ fn may_open(caller: &Caller, kind: SessionKind, agent: &Agent) -> Result<(), Ren
             }
         }
         PrincipalKind::Support => {
-            let token_kind = match kind {
-                SessionKind::Exec => tucdesk_token::SessionKind::Exec,
-                _ => tucdesk_token::SessionKind::Shell,
+            // Outside its scope (`scp`: the agent named, or agents carrying the tag) the agent
+            // does not exist for a support principal, like another team's. Checked first, so
+            // a refused kind never confirms that an agent outside the scope exists.
+            if !caller.sees_agent(&agent.row.agent_id, &agent.tags) {
+                return Err(RendezvousError::NotFound("agent"));
+            }
+            let (token_kind, refused) = match kind {
+                SessionKind::Exec => (
+                    tucdesk_token::SessionKind::Exec,
+                    "your support code does not allow exec sessions",
+                ),
+                _ => (
+                    tucdesk_token::SessionKind::Shell,
+                    "your support code does not allow shell sessions",
+                ),
             };
             let kind_ok = caller
                 .claims
                 .kinds
                 .as_ref()
                 .is_some_and(|kinds| kinds.contains(&token_kind));
-            let scope_ok = caller.sees_agent(&agent.row.agent_id, &agent.tags);
-            // Outside its scope the agent does not exist for a support principal.
-            if !scope_ok {
-                return Err(RendezvousError::NotFound("agent"));
+            if kind_ok {
+                Ok(())
+            } else {
+                Err(RendezvousError::PermissionDenied(refused))
             }
-            if kind_ok { Ok(()) } else { Err(denied) }
         }
         _ => caller.require(SESSION_ROLES),
     }
@@ -228,7 +243,20 @@ impl Rendezvous {
         let agent = agents::find_in_team(self.db(), caller.team_id(), &body.agent_id)
             .await?
             .ok_or(RendezvousError::NotFound("agent"))?;
-        may_open(&caller, checked.kind, &agent)?;
+        if let Err(err) = may_open(&caller, checked.kind, &agent) {
+            // Recorded like any refusal (a technician trying machines outside their code is
+            // worth knowing about); the caller learns nothing more than the error.
+            let record = user_event(&caller, "session.refused")
+                .target(format!("agent:{}", agent.row.agent_id))
+                .session(body.session_id.as_str())
+                .context("outcome", "denied")
+                .context("stage", "authorization")
+                .context("kind", checked.kind.as_str_name())
+                .context("reason", err.reason().as_str_name())
+                .context("message", err.to_string());
+            self.audit_alone(record).await?;
+            return Err(err);
+        }
         if agent.row.is_revoked() {
             return Err(RendezvousError::refused(
                 RejectReason::AgentRevoked,
@@ -407,6 +435,11 @@ impl Rendezvous {
             session_token: minted.session_token,
             session_token_expires_at: minted.expires_at,
             relay_node_id: relay.node_id,
+            operator_display_name: if validate::name("", &minted.operator_display_name).is_ok() {
+                minted.operator_display_name
+            } else {
+                String::new()
+            },
         })
     }
 
@@ -427,8 +460,14 @@ impl Rendezvous {
                 return Err(err);
             }
         };
+        // The operator as the agent's consent prompt and session listings show them: a
+        // support principal under the technician's name, which only auth knows.
+        let mut operator = row.operator()?;
+        if !issued.operator_display_name.is_empty() {
+            operator.display_name = issued.operator_display_name.clone();
+        }
         let mut tx = self.db().begin().await?;
-        sessions::set_offered(&mut tx, &row.id, &policy, &issued.relay_node_id).await?;
+        sessions::set_offered(&mut tx, &row.id, &policy, &issued.relay_node_id, &operator).await?;
         self.commit(tx).await?;
 
         // Listen before offering, so an instant answer cannot be missed.
@@ -446,7 +485,7 @@ impl Rendezvous {
                 session_id: row.id.clone(),
                 kind: checked.kind as i32,
                 exec: body.exec.clone(),
-                operator: Some(row.operator()?),
+                operator: Some(operator),
                 handshake: Some(checked.handshake.clone()),
                 session_token: issued.session_token.clone(),
                 connectivity: Some(issued.agent.clone()),

@@ -43,6 +43,9 @@ pub fn user_event(caller: &Caller, action: &str) -> AuditRecord {
     if let Some(client) = &caller.claims.client_id {
         record = record.context("client_id", client.as_str());
     }
+    if let Some(code_id) = caller.support_code_id() {
+        record = record.context("support_code", code_id);
+    }
     if let Some(jkt) = caller.device_jkt() {
         record = record.context("device_key_thumbprint", jkt);
     }

@@ -121,8 +121,9 @@ pub fn validate(meta: &ClientMetadata) -> Result<NewClient, OAuthError> {
 }
 
 /// Bidirectional-text controls: the consent page shows the name to the user, and these
-/// could make it read as another (e.g. reversing part of it).
-fn is_bidi_control(c: char) -> bool {
+/// could make it read as another (e.g. reversing part of it). Also refused in support
+/// technicians' names, which the host's consent prompt shows.
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

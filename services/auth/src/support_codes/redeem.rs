@@ -10,6 +10,7 @@ use tucdesk_svc::audit_events::{ANONYMOUS, SYSTEM_TEAM};
 use tucdesk_svc::ratelimit::{Decision, source_key};
 use tucdesk_svc::sql::now_ms;
 
+use super::principals::{self, SupportPrincipalRow};
 use super::store::{self, SupportCodeRow};
 use super::{
     MAX_SUPPORT_TOKEN_TTL, REDEEM_METHOD, REDEEM_SOURCE_LIMIT, REDEEM_TEAM_LIMIT,
@@ -17,6 +18,7 @@ use super::{
     validate_text,
 };
 use crate::error::AuthError;
+use crate::oauth::clients::is_bidi_control;
 use crate::service::Auth;
 
 /// Who tried, for the audit log of every outcome.
@@ -50,6 +52,12 @@ impl Auth {
         let display_name = validate_text(&request.display_name, MAX_NAME_LEN, "display_name")?;
         if display_name.is_empty() {
             return Err(invalid("display_name is required"));
+        }
+        // The host's consent prompt shows the name: nothing that makes it read as another.
+        if display_name.chars().any(is_bidi_control) {
+            return Err(invalid(
+                "display_name must not contain bidirectional-text controls",
+            ));
         }
         // Malformed input (length, alphabet) matches no code and cannot be proven: refuse
         // before any work.
@@ -139,6 +147,21 @@ impl Auth {
         };
         let (access_token, expires_at_ms, principal) =
             self.support_token(&row, &device_jkt, now)?;
+        // Remembered so that later calls can tell whether this principal still may act, with
+        // which key, and under which name.
+        principals::insert(
+            &mut tx,
+            &SupportPrincipalRow {
+                id: principal.clone(),
+                code_id: row.id.clone(),
+                team_id: row.team_id.clone(),
+                display_name: display_name.to_owned(),
+                device_jkt: device_jkt.clone(),
+                created_at_ms: now,
+                expires_at_ms,
+            },
+        )
+        .await?;
         let mut record = Auth::user_event(&row.team_id, "auth.support_code_redeemed", &principal)
             .actor_display(display_name)
             .target(format!("support_code:{}", row.id))
@@ -170,7 +193,12 @@ impl Auth {
     ) -> Result<(String, i64, String), AuthError> {
         let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
         // One principal per use, traceable to the code without storing anything more.
-        let principal = format!("support:{}:{}", row.id, row.uses);
+        let principal = format!(
+            "{}{}:{}",
+            principals::SUPPORT_SUBJECT_PREFIX,
+            row.id,
+            row.uses
+        );
         let mut claims = self.access_claims(
             &principal,
             &row.team_id,

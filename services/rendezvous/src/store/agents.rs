@@ -288,6 +288,8 @@ pub async fn touch(
 /// Filters of an agent listing (team from claims).
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    /// Only this agent (a support principal scoped to one agent).
+    pub agent_id: Option<String>,
     /// The agent must carry every one of these.
     pub tags: Vec<String>,
     /// Lowercase substring of the name or hostname.
@@ -310,6 +312,9 @@ pub async fn list(
         next += 1;
         p
     };
+    if filter.agent_id.is_some() {
+        sql.push_str(&format!(" AND a.agent_id = {}", placeholder()));
+    }
     if !filter.include_revoked {
         sql.push_str(&format!(" AND a.status = {}", placeholder()));
     }
@@ -346,6 +351,9 @@ pub async fn list(
     let tag_count = i64::try_from(filter.tags.len()).unwrap_or(i64::MAX);
     Ok(on_pool!(db, |pool| {
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(team_id);
+        if let Some(agent_id) = &filter.agent_id {
+            query = query.bind(agent_id);
+        }
         if !filter.include_revoked {
             query = query.bind(STATUS_ACTIVE);
         }

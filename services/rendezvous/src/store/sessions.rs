@@ -176,20 +176,26 @@ pub async fn refuse(
     Ok(())
 }
 
-/// Records the policy result and the relay chosen for a session about to be offered.
+/// Records the policy result, the relay chosen and the operator as auth named them for a
+/// session about to be offered.
 pub async fn set_offered(
     tx: &mut Tx,
     session_id: &str,
     policy: &PolicyResult,
     relay_node_id: &str,
+    operator: &OperatorIdentity,
 ) -> Result<(), RendezvousError> {
     on_tx!(tx, |conn| {
-        sqlx::query("UPDATE sessions SET policy_result = $1, relay_node_id = $2 WHERE id = $3")
-            .bind(policy.encode_to_vec())
-            .bind(relay_node_id)
-            .bind(session_id)
-            .execute(conn)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET policy_result = $1, relay_node_id = $2, operator = $3 \
+             WHERE id = $4",
+        )
+        .bind(policy.encode_to_vec())
+        .bind(relay_node_id)
+        .bind(operator.encode_to_vec())
+        .bind(session_id)
+        .execute(conn)
+        .await?;
     });
     Ok(())
 }
