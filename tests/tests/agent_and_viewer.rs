@@ -375,16 +375,20 @@ impl Drop for AttendedAgent {
 
 impl AttendedAgent {
     fn start(agent: &common::Agent) -> Self {
+        Self::start_with(&[
+            "--state-dir",
+            &agent.state_dir().display().to_string(),
+            "run",
+        ])
+    }
+
+    fn start_with(args: &[&str]) -> Self {
         use std::io::Read as _;
         let pair = portable_pty::native_pty_system()
             .openpty(portable_pty::PtySize::default())
             .unwrap();
         let mut command = portable_pty::CommandBuilder::new(common::AGENT_BIN);
-        command.args([
-            "--state-dir",
-            &agent.state_dir().display().to_string(),
-            "run",
-        ]);
+        command.args(args);
         command.env("NO_COLOR", "1");
         let child = pair.slave.spawn_command(command).unwrap();
         drop(pair.slave);
@@ -521,7 +525,116 @@ async fn the_viewer_refreshes_its_login_and_logout_ends_it(backend: Backend) {
     stack.stop().await;
 }
 
+async fn a_support_technician_gets_in_only_with_the_hosts_consent(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let admin = stack.viewer(&stack.owner_email).await;
+    // The admin gives the person at the host a code to enroll a throwaway agent, and the
+    // technician a support code for agents tagged "support".
+    let out = admin
+        .run(&["enroll-token", "create", "--tags", "support"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host_code = stdout(&out).trim().to_owned();
+    let out = admin
+        .run(&[
+            "support-code",
+            "create",
+            "--tag",
+            "support",
+            "--kinds",
+            "shell,exec",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let support_code = stdout(&out).trim().to_owned();
+
+    let mut host = AttendedAgent::start_with(&[
+        "support",
+        "--server",
+        &stack.rendezvous_url(),
+        "--code",
+        &host_code,
+        "--name",
+        "grandmas-pc",
+    ]);
+    assert!(
+        admin.sees_online("grandmas-pc").await,
+        "the support agent never came online:\n{}",
+        host.screen.lock().unwrap()
+    );
+    let technician = Viewer {
+        dir: tempfile::tempdir().unwrap(),
+        email: String::new(),
+    };
+    let out = technician
+        .run(&[
+            "login",
+            "--auth",
+            &stack.dep.auth.url(),
+            "--rendezvous",
+            &stack.rendezvous_url(),
+            "--support-code",
+            &support_code,
+            "--display-name",
+            "Tess Technician",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whoami = technician.run(&["whoami"]).await;
+    assert!(whoami.status.success(), "{}", stderr(&whoami));
+
+    // Refused at the host first: nothing runs.
+    let refused = technician.spawn(&[
+        "exec",
+        "grandmas-pc",
+        "--accept-new",
+        "--",
+        "echo",
+        "no-way",
+    ]);
+    let prompt = host.answer(1, "no").await;
+    assert!(prompt.contains("Tess Technician"), "{prompt}");
+    assert!(prompt.contains("support technician"), "{prompt}");
+    let out = tokio::time::timeout(WAIT, refused.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("consent denied"), "{}", stderr(&out));
+
+    // Accepted: the one support session runs, then the agent leaves on its own.
+    let accepted = technician.spawn(&["exec", "grandmas-pc", "--", "echo", "fixed-it"]);
+    host.answer(2, "yes").await;
+    let out = tokio::time::timeout(WAIT, accepted.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stdout(&out), "fixed-it\n", "{}", stderr(&out));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while host.child.try_wait().unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "support mode did not end after its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The code reaches only what it names: another agent of the team is not even visible.
+    let other = stack.agent(&admin, "payroll-server", &[]).await;
+    let out = technician.run(&["agents", "--json"]).await;
+    assert!(stdout(&out).contains("grandmas-pc"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("payroll-server"), "{}", stdout(&out));
+    let out = technician
+        .run(&["exec", "payroll-server", "--accept-new", "--", "id"])
+        .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no agent named"), "{}", stderr(&out));
+    assert!(!other.log().contains("offer received"));
+    drop(other);
+    stack.stop().await;
+}
+
 on_both_backends!(
+    a_support_technician_gets_in_only_with_the_hosts_consent,
     the_viewer_refreshes_its_login_and_logout_ends_it,
     an_attended_host_decides_who_gets_in,
     exec_keeps_streams_apart_and_returns_the_exit_code,

@@ -80,14 +80,19 @@ pub fn describe(offer: &VerifiedOffer) -> String {
         Ok(PrincipalKind::AiAgent) => "AI agent",
         _ => "operator",
     };
-    let name = if operator.display_name.is_empty() {
-        printable(&operator.email)
-    } else {
-        format!(
+    let name = match (operator.display_name.is_empty(), operator.email.is_empty()) {
+        (true, _) => printable(&operator.email),
+        (false, true) => printable(&operator.display_name),
+        (false, false) => format!(
             "{} <{}>",
             printable(&operator.display_name),
             printable(&operator.email)
-        )
+        ),
+    };
+    let name = if operator.client_id.is_empty() {
+        name
+    } else {
+        format!("{name} (code {})", printable(&operator.client_id))
     };
     let what = match (offer.kind, &offer.exec) {
         (SessionKind::Exec, Some(spec)) => {
