@@ -12,7 +12,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tucdesk_crypto::Identity;
-use tucdesk_crypto::registration::RegistrationProof as CryptoProof;
 use tucdesk_proto::v1::agent_link_client::AgentLinkClient;
 use tucdesk_proto::v1::agent_message::Kind as AgentKind;
 use tucdesk_proto::v1::offer_answer::Result as AnswerResult;
@@ -166,14 +165,7 @@ pub fn registration_proof(
     identity: &Identity,
     audience: &str,
 ) -> Result<RegistrationProof, tucdesk_crypto::registration::RegistrationProofCreateError> {
-    let proof = CryptoProof::create(identity, audience, now_ms())?;
-    Ok(RegistrationProof {
-        agent_pubkey: proof.agent_key.to_bytes().to_vec(),
-        nonce: proof.nonce.to_vec(),
-        timestamp_ms: proof.timestamp_ms,
-        signature: proof.signature.to_bytes().to_vec(),
-        audience: proof.audience,
-    })
+    tucdesk_transport::proofs::registration_proof(identity, audience, now_ms())
 }
 
 /// A client for the AgentLink service at `server`.

@@ -188,16 +188,14 @@ mod tests {
         tucdesk_token::unix_now()
     }
 
-    /// An offer for `session_id` whose token was minted for `token_session`.
-    fn offer(w: &World, session_id: &str, token_session: &str, kind: SessionKind) -> Offer {
-        let (_, signed) =
-            OperatorHandshake::start(&w.operator, session_id, w.agent.public_key()).unwrap();
-        let claims = SessionClaims {
+    /// Session token claims for `sid`, bound to our agent, team and operator.
+    fn claims(w: &World, sid: &str, e_op_pub: &[u8], kind: SessionKind) -> SessionClaims {
+        SessionClaims {
             iss: ISS.into(),
             sub: "user-1".into(),
             aud: vec![w.agent.agent_id(), "rdv".to_owned()].into(),
             team_id: TEAM.into(),
-            sid: token_session.into(),
+            sid: sid.into(),
             agent_id: w.agent.agent_id(),
             kind: if kind == SessionKind::Exec {
                 tucdesk_token::SessionKind::Exec
@@ -205,11 +203,18 @@ mod tests {
                 tucdesk_token::SessionKind::Shell
             },
             cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
-            ekh: ekh(&signed.e_op_pub.to_bytes()),
+            ekh: ekh(e_op_pub),
             iat: now(),
             exp: now() + 300,
             jti: new_jti().unwrap(),
-        };
+        }
+    }
+
+    /// An offer for `session_id` whose token was minted for `token_session`.
+    fn offer(w: &World, session_id: &str, token_session: &str, kind: SessionKind) -> Offer {
+        let (_, signed) =
+            OperatorHandshake::start(&w.operator, session_id, w.agent.public_key()).unwrap();
+        let claims = claims(w, token_session, &signed.e_op_pub.to_bytes(), kind);
         Offer {
             session_id: session_id.into(),
             kind: kind as i32,
@@ -367,45 +372,18 @@ mod tests {
     #[test]
     fn a_token_signed_by_an_unknown_key_asks_for_a_key_refresh() {
         let w = world();
-        let stranger = world();
         let mut offer = offer(&w, A, A, SessionKind::Shell);
-        let claims_token = stranger.auth.issue_session(&SessionClaims {
-            iss: ISS.into(),
-            sub: "user-1".into(),
-            aud: vec![w.agent.agent_id()].into(),
-            team_id: TEAM.into(),
-            sid: A.into(),
-            agent_id: w.agent.agent_id(),
-            kind: tucdesk_token::SessionKind::Shell,
-            cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
-            ekh: ekh(&offer.handshake.as_ref().unwrap().e_op_pub),
-            iat: now(),
-            exp: now() + 300,
-            jti: new_jti().unwrap(),
-        });
+        let e_op_pub = offer.handshake.as_ref().unwrap().e_op_pub.clone();
+        let claims = claims(&w, A, &e_op_pub, SessionKind::Shell);
         // Same kid "k1" but another key: the signature fails, which is a refusal, not a refresh.
-        offer.session_token = claims_token.unwrap();
+        let impostor = TokenIssuer::new(ISS, "k1", Identity::generate().unwrap()).unwrap();
+        offer.session_token = impostor.issue_session(&claims).unwrap();
         assert_eq!(
             reason(check(&w, &offer, LocalLimits::default())),
             RejectReason::SessionTokenInvalid
         );
         let other_kid = TokenIssuer::new(ISS, "k2", Identity::generate().unwrap()).unwrap();
-        offer.session_token = other_kid
-            .issue_session(&SessionClaims {
-                iss: ISS.into(),
-                sub: "user-1".into(),
-                aud: vec![w.agent.agent_id()].into(),
-                team_id: TEAM.into(),
-                sid: A.into(),
-                agent_id: w.agent.agent_id(),
-                kind: tucdesk_token::SessionKind::Shell,
-                cnf: Cnf::jkt(w.operator.public_key().jwk_thumbprint()),
-                ekh: ekh(&offer.handshake.as_ref().unwrap().e_op_pub),
-                iat: now(),
-                exp: now() + 300,
-                jti: new_jti().unwrap(),
-            })
-            .unwrap();
+        offer.session_token = other_kid.issue_session(&claims).unwrap();
         assert!(matches!(
             check(&w, &offer, LocalLimits::default()),
             Err(None)

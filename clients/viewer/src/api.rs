@@ -70,15 +70,18 @@ pub fn device_proof(
         binding,
         challenge,
     };
-    let proof = tucdesk_crypto::DeviceProof::create(device, &ctx, now_ms())
-        .map_err(|err| ApiError::Setup(format!("signing with the device key: {err}")))?;
-    Ok(DeviceProof {
-        public_key: proof.public_key.to_bytes().to_vec(),
-        timestamp_ms: proof.timestamp_ms,
-        nonce: proof.nonce,
-        signature: proof.signature.to_bytes().to_vec(),
-        challenge: challenge.to_vec(),
-    })
+    tucdesk_transport::proofs::device_proof(device, &ctx, now_ms())
+        .map_err(|err| ApiError::Setup(format!("signing with the device key: {err}")))
+}
+
+/// A fresh single-use challenge for a proof that needs one.
+async fn challenge(auth: &mut AuthServiceClient<Channel>) -> Result<Vec<u8>, ApiError> {
+    Ok(auth
+        .begin_device_binding(BeginDeviceBindingRequest {})
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner()
+        .challenge)
 }
 
 fn auth_client(
@@ -142,12 +145,7 @@ pub async fn login(
 ) -> Result<Credentials, ApiError> {
     let device = config.device_key()?;
     let mut auth = auth_client(&target.auth, target.ca_file.as_deref())?;
-    let challenge = auth
-        .begin_device_binding(BeginDeviceBindingRequest {})
-        .await
-        .map_err(|s| ApiError::from_status(&s))?
-        .into_inner()
-        .challenge;
+    let challenge = challenge(&mut auth).await?;
     let proof = device_proof(
         &device,
         proof_scopes::LOGIN,
@@ -203,12 +201,7 @@ pub async fn redeem_support_code(
         .map_err(|_| ApiError::Refused("that is not a support code (like K7M2Q-9XH4R-…)".into()))?;
     let device = config.device_key()?;
     let mut auth = auth_client(&target.auth, target.ca_file.as_deref())?;
-    let challenge = auth
-        .begin_device_binding(BeginDeviceBindingRequest {})
-        .await
-        .map_err(|s| ApiError::from_status(&s))?
-        .into_inner()
-        .challenge;
+    let challenge = challenge(&mut auth).await?;
     let binding = proof_scopes::redeem_binding(&parsed);
     let proof = device_proof(
         &device,

@@ -43,13 +43,7 @@ fn now_ms() -> u64 {
 
 /// A proof as the wire carries it.
 pub fn wire_proof(proof: &CryptoProof) -> RegistrationProof {
-    RegistrationProof {
-        agent_pubkey: proof.agent_key.to_bytes().to_vec(),
-        nonce: proof.nonce.to_vec(),
-        timestamp_ms: proof.timestamp_ms,
-        signature: proof.signature.to_bytes().to_vec(),
-        audience: proof.audience.clone(),
-    }
+    tucdesk_transport::proofs::wire_registration(proof)
 }
 
 impl SimAgent {

@@ -3,7 +3,7 @@
 
 use sha2::Digest as _;
 use tucdesk_crypto::handshake::{OperatorHandshake, SessionOffer};
-use tucdesk_crypto::{DeviceProof as Proof, DeviceProofContext, Identity, PublicKey};
+use tucdesk_crypto::{DeviceProofContext, Identity, PublicKey};
 use tucdesk_proto::v1::{CreateSessionRequest, DeviceProof, ExecSpec, HandshakeInit, SessionKind};
 
 /// A logged-in operator.
@@ -41,14 +41,7 @@ pub fn device_proof(
         challenge,
     };
     let now = u64::try_from(tucdesk_svc::sql::now_ms())?;
-    let signed = Proof::create(device, &ctx, now)?;
-    Ok(DeviceProof {
-        public_key: signed.public_key.to_bytes().to_vec(),
-        timestamp_ms: signed.timestamp_ms,
-        nonce: signed.nonce,
-        signature: signed.signature.to_bytes().to_vec(),
-        challenge: challenge.to_vec(),
-    })
+    Ok(tucdesk_transport::proofs::device_proof(device, &ctx, now)?)
 }
 
 /// A CreateSession request with its operator-side handshake state.

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod proofs;
 pub mod rpc;
 pub mod tls;
 pub mod ws;
