@@ -20,6 +20,7 @@ use crate::merkle::{HASH_LEN, Hash, SIGNATURE_LEN, hex_serde};
 pub mod canonical_json;
 mod chain;
 mod entry;
+pub mod export;
 
 pub use canonical_json::CanonicalJsonError;
 pub use chain::{
