@@ -24,17 +24,19 @@ pub const RENDEZVOUS_INTERNAL_PORT_OFFSET: u16 = 11;
 pub const RELAY_WS_PORT_OFFSET: u16 = 20;
 pub const RELAY_STUN_PORT_OFFSET: u16 = 21;
 pub const RELAY_ADMIN_PORT_OFFSET: u16 = 22;
+pub const AUDIT_PORT_OFFSET: u16 = 30;
 
 /// Where the stack keeps its state, where it listens and whom it creates on first start.
 ///
 /// Ports: every listener defaults to `--base-port` plus a fixed offset (7400 → ops 7400, auth
 /// gRPC 7401, auth HTTP 7402, rendezvous 7410, rendezvous internal 7411, relay WebSocket 7420,
-/// relay STUN 7421/udp, relay admin 7422). A per-listener flag overrides its port; port 0 (or
-/// `--base-port 0`) picks a free ephemeral port.
+/// relay STUN 7421/udp, relay admin 7422, audit gRPC 7430). A per-listener flag overrides its
+/// port; port 0 (or `--base-port 0`) picks a free ephemeral port.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StandaloneConfig {
-    /// Directory for the databases, the development keys, the setup token and the interim
-    /// audit log. Created (mode 0700) when missing.
+    /// Directory for the databases (the audit log's included), the development keys (the
+    /// audit signing key's included), the setup token and the interim audit file. Created
+    /// (mode 0700) when missing.
     #[arg(long, env = "TUCDESK_STANDALONE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
@@ -82,6 +84,10 @@ pub struct StandaloneConfig {
     #[arg(long, env = "TUCDESK_STANDALONE_RELAY_ADMIN_PORT")]
     pub relay_admin_port: Option<u16>,
 
+    /// Audit gRPC port (AuditService: query, export, checkpoints, proofs). Default: base + 30.
+    #[arg(long, env = "TUCDESK_STANDALONE_AUDIT_PORT")]
+    pub audit_port: Option<u16>,
+
     /// Ops HTTP port (`/metrics`, `/healthz`, `/readyz`; loopback only). Default: base + 0.
     #[arg(long, env = "TUCDESK_STANDALONE_OPS_PORT")]
     pub ops_port: Option<u16>,
@@ -122,6 +128,7 @@ pub struct Ports {
     pub relay_ws: u16,
     pub relay_stun: u16,
     pub relay_admin: u16,
+    pub audit: u16,
 }
 
 /// A configuration that cannot work.
@@ -153,6 +160,7 @@ impl StandaloneConfig {
             relay_port: None,
             stun_port: None,
             relay_admin_port: None,
+            audit_port: None,
             ops_port: None,
             relay_tls_cert: None,
             relay_tls_key: None,
@@ -208,6 +216,7 @@ impl StandaloneConfig {
             relay_ws: port(self.relay_port, RELAY_WS_PORT_OFFSET)?,
             relay_stun: port(self.stun_port, RELAY_STUN_PORT_OFFSET)?,
             relay_admin: port(self.relay_admin_port, RELAY_ADMIN_PORT_OFFSET)?,
+            audit: port(self.audit_port, AUDIT_PORT_OFFSET)?,
         })
     }
 
@@ -291,6 +300,7 @@ mod tests {
             ),
             (7411, 7420, 7421, 7422)
         );
+        assert_eq!(ports.audit, 7430);
         let cli = Cli::try_parse_from(["t", "--base-port", "9000", "--auth-port", "1234"]).unwrap();
         let ports = cli.config.ports().unwrap();
         assert_eq!((ports.auth_grpc, ports.auth_http), (1234, 9002));

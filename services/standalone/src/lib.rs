@@ -1,5 +1,6 @@
 //! `tucdesk-standalone`: every TucDesk service in one process on the embedded defaults
-//! (SPEC §1): auth, rendezvous and one relay node, on SQLite files in a data directory, one
+//! (SPEC §1): auth, rendezvous, one relay node and the audit log, on SQLite files in a data
+//! directory, one
 //! in-process bus, replay cache, rate limiter and lease map shared by all, and development
 //! keys in files. For trying TucDesk on one machine, demos and tests; production runs each
 //! service on its own with Postgres, Redis, NATS and keys from a secret store.
@@ -13,7 +14,7 @@
 //! | [`config`] | flags, ports, the data directory |
 //! | [`services`] | building each service on the shared backends |
 //! | [`bootstrap`] | the first team and its setup token on first start |
-//! | [`audit_sink`] | **interim** audit log (`audit-events.ndjson`) until the audit service exists |
+//! | [`audit_sink`] | readable NDJSON copy of the audit events (`audit-events.ndjson`), beside the signed log of the audit service |
 //! | [`ops`] | one `/metrics`, `/healthz`, `/readyz` for the stack |
 //!
 //! There is no coturn in standalone mode: sessions get STUN (the relay answers binding
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tucdesk_audit::Audit;
 use tucdesk_auth::Auth;
 use tucdesk_relay::Relay;
 use tucdesk_rendezvous::Rendezvous;
@@ -45,8 +47,9 @@ use services::{DataLayout, SharedBackends, Wiring};
 
 /// After shutdown starts, how long the services get to finish before their tasks are aborted.
 pub const SHUTDOWN_DEADLINE: Duration = tucdesk_svc::shutdown::DEFAULT_DRAIN_DEADLINE;
-/// How long the audit sink gets to write the last events after the services stopped.
-const AUDIT_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the audit sink and the audit log get to take the last events after the services
+/// stopped (the audit consumer itself stops draining after `tucdesk_audit::ingest::DRAIN_DEADLINE`).
+const AUDIT_DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Where every listener ended up (ports resolved when 0 was asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,7 @@ pub struct Addresses {
     pub relay_ws: SocketAddr,
     pub relay_stun: SocketAddr,
     pub relay_admin: SocketAddr,
+    pub audit: SocketAddr,
     pub ops: SocketAddr,
 }
 
@@ -74,6 +78,8 @@ pub struct Urls {
     pub relay_ws: String,
     /// The relay's STUN URL.
     pub stun: String,
+    /// The audit service's gRPC (AuditService).
+    pub audit: String,
 }
 
 type ServiceTask = (&'static str, anyhow::Result<()>);
@@ -88,10 +94,13 @@ pub struct Standalone {
     auth: Auth,
     rendezvous: Rendezvous,
     relay: Relay,
+    audit: Audit,
     shutdown: CancellationToken,
     tasks: JoinSet<ServiceTask>,
+    /// Stops the audit consumers (the signed log and the NDJSON sink) once the services have.
     sink_stop: CancellationToken,
     sink: Option<JoinHandle<()>>,
+    ingest: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Standalone {
@@ -138,6 +147,7 @@ impl Standalone {
             relay_ws: listeners.relay.ws.local_addr()?,
             relay_stun: listeners.relay.stun.local_addr()?,
             relay_admin: listeners.relay.admin.local_addr()?,
+            audit: listeners.audit.local_addr()?,
             ops: listeners.ops.local_addr()?,
         };
         let host = config.url_host();
@@ -152,6 +162,7 @@ impl Standalone {
             rendezvous: format!("http://{host}:{}", addresses.rendezvous.port()),
             relay_ws: format!("{scheme}://{host}:{}/v1/pipe", addresses.relay_ws.port()),
             stun: format!("stun:{host}:{}", addresses.relay_stun.port()),
+            audit: format!("http://{host}:{}", addresses.audit.port()),
         };
         let wiring = Wiring {
             auth_grpc: addresses.auth_grpc,
@@ -161,6 +172,7 @@ impl Standalone {
             relay_ws: addresses.relay_ws,
             relay_stun: addresses.relay_stun,
             relay_admin: addresses.relay_admin,
+            audit: addresses.audit,
             auth_url: format!("http://{}", config::dial_addr(addresses.auth_grpc)),
             issuer: urls.issuer.clone(),
             relay_ws_url: urls.relay_ws.clone(),
@@ -168,6 +180,13 @@ impl Standalone {
         };
 
         let shared = SharedBackends::new();
+        let layout = DataLayout::new(&config);
+        for dir in &layout.private_dirs {
+            create_private_dir(dir)?;
+        }
+        // Both audit consumers exist before any service publishes.
+        let audit = services::build_audit(&layout, &shared).await?;
+        let ingest = audit.open_ingest().await?;
         let sink_stop = CancellationToken::new();
         let sink = audit_sink::AuditFileSink::open(
             &shared.bus,
@@ -175,9 +194,12 @@ impl Standalone {
         )
         .await?;
         let sink = tokio::spawn(sink.run(sink_stop.clone()));
+        let ingest = tokio::spawn(ingest.run(sink_stop.clone()));
         let mut tasks = JoinSet::new();
-        let started =
-            start_services(&config, &wiring, &shared, listeners, &shutdown, &mut tasks).await;
+        let started = start_services(
+            &config, &layout, &wiring, &shared, &audit, listeners, &shutdown, &mut tasks,
+        )
+        .await;
         let (first_start, auth, rendezvous, relay) = match started {
             Ok(started) => started,
             Err(err) => {
@@ -186,6 +208,7 @@ impl Standalone {
                 while tasks.join_next().await.is_some() {}
                 sink_stop.cancel();
                 let _ = sink.await;
+                let _ = ingest.await;
                 return Err(err);
             }
         };
@@ -197,10 +220,12 @@ impl Standalone {
             auth,
             rendezvous,
             relay,
+            audit,
             shutdown,
             tasks,
             sink_stop,
             sink: Some(sink),
+            ingest: Some(ingest),
         })
     }
 
@@ -233,7 +258,12 @@ impl Standalone {
         &self.relay
     }
 
-    /// The interim audit log.
+    /// The audit service (the signed log in `audit.db`).
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The readable NDJSON copy of the audit events (unsigned; the signed log is `audit.db`).
     pub fn audit_log(&self) -> PathBuf {
         self.data_dir.join(audit_sink::AUDIT_LOG_FILE)
     }
@@ -253,8 +283,8 @@ impl Standalone {
         summary::render(self)
     }
 
-    /// Waits until every service has stopped, then lets the audit sink write the last events
-    /// and closes the databases. A service that stops on its own (an error) shuts the rest
+    /// Waits until every service has stopped, then lets the audit log and the audit sink take
+    /// the last events and closes the databases. A service that stops on its own (an error) shuts the rest
     /// down; its error is returned. Services still running [`SHUTDOWN_DEADLINE`] after
     /// shutdown started are aborted.
     pub async fn wait(mut self) -> anyhow::Result<()> {
@@ -295,35 +325,43 @@ impl Standalone {
             }
         }
         self.sink_stop.cancel();
-        if let Some(sink) = self.sink.take()
-            && tokio::time::timeout(AUDIT_DRAIN_DEADLINE, sink)
-                .await
-                .is_err()
+        let consumers = async {
+            if let Some(sink) = self.sink.take() {
+                let _ = sink.await;
+            }
+            if let Some(ingest) = self.ingest.take() {
+                let _ = ingest.await;
+            }
+        };
+        if tokio::time::timeout(AUDIT_DRAIN_DEADLINE, consumers)
+            .await
+            .is_err()
         {
-            tracing::warn!("the audit sink did not finish writing in time");
+            tracing::warn!("the audit log or sink did not take the last events in time");
         }
         self.auth.db().close().await;
         self.rendezvous.db().close().await;
+        self.audit.db().close().await;
         first_error.map_or(Ok(()), Err)
     }
 }
 
-/// Builds and spawns every service; returns what the handle keeps.
+/// Builds and spawns every service (the audit log's consumer already runs; its API starts
+/// here, once auth serves the keys it verifies tokens with); returns what the handle keeps.
+#[allow(clippy::too_many_arguments)]
 async fn start_services(
     config: &StandaloneConfig,
+    layout: &DataLayout,
     wiring: &Wiring,
     shared: &SharedBackends,
+    audit: &Audit,
     listeners: Listeners,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<ServiceTask>,
 ) -> anyhow::Result<(Option<FirstStart>, Auth, Rendezvous, Relay)> {
-    let layout = DataLayout::new(config);
-    for dir in &layout.private_dirs {
-        create_private_dir(dir)?;
-    }
     let identity = services::load_or_create_service_key(&layout.rendezvous_service_key)?;
 
-    let auth = services::build_auth(&layout, wiring, shared, &identity.agent_id()).await?;
+    let auth = services::build_auth(layout, wiring, shared, &identity.agent_id()).await?;
     let first_start =
         bootstrap::bootstrap_if_empty(&auth, &config.team, &config.admin_email, &config.data_dir)
             .await?;
@@ -334,7 +372,7 @@ async fn start_services(
     });
 
     // Rendezvous before the relay, so it already follows heartbeats when the first arrives.
-    let rendezvous = services::build_rendezvous(&layout, wiring, shared, identity).await?;
+    let rendezvous = services::build_rendezvous(layout, wiring, shared, identity).await?;
     tasks.spawn({
         let (rdv, token) = (rendezvous.clone(), shutdown.clone());
         let (public, internal) = (listeners.rendezvous, listeners.rendezvous_internal);
@@ -368,7 +406,16 @@ async fn start_services(
         }
     });
 
-    let router = ops::router(&auth, &rendezvous, &relay, shutdown.clone())?;
+    let access = services::audit_access(wiring).await?;
+    tasks.spawn({
+        let (audit, token, listener) = (audit.clone(), shutdown.clone(), listeners.audit);
+        async move {
+            let served = tucdesk_audit::serve_api(audit, access, listener, token).await;
+            ("audit", served.map_err(anyhow::Error::from))
+        }
+    });
+
+    let router = ops::router(&auth, &rendezvous, &relay, audit, shutdown.clone())?;
     tasks.spawn({
         let (ops_listener, token) = (listeners.ops, shutdown.clone());
         async move {

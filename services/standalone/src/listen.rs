@@ -17,6 +17,7 @@ pub(crate) struct Listeners {
     pub rendezvous: TcpListener,
     pub rendezvous_internal: TcpListener,
     pub relay: tucdesk_relay::Listeners,
+    pub audit: TcpListener,
     pub ops: TcpListener,
 }
 
@@ -45,6 +46,7 @@ pub(crate) async fn bind(config: &StandaloneConfig) -> anyhow::Result<Listeners>
                 .with_context(|| format!("binding relay STUN on {stun_addr} (udp)"))?,
             admin: tcp(loopback, ports.relay_admin, "relay admin").await?,
         },
+        audit: tcp(host, ports.audit, "audit gRPC").await?,
         ops: tcp(loopback, ports.ops, "the ops server").await?,
     })
 }

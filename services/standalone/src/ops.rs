@@ -6,6 +6,7 @@ use prometheus::Registry;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use tokio_util::sync::CancellationToken;
+use tucdesk_audit::Audit;
 use tucdesk_auth::Auth;
 use tucdesk_relay::Relay;
 use tucdesk_rendezvous::Rendezvous;
@@ -31,6 +32,7 @@ pub fn router(
     auth: &Auth,
     rendezvous: &Rendezvous,
     relay: &Relay,
+    audit: &Audit,
     shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     let registry = Registry::new();
@@ -38,6 +40,7 @@ pub fn router(
         auth.metrics().registry().clone(),
         rendezvous.metrics().registry().clone(),
         relay.metrics().registry().clone(),
+        audit.metrics().registry().clone(),
     ])))?;
     let readiness = Readiness::new().with_shutdown(shutdown);
     let db = auth.db().clone();
@@ -49,6 +52,11 @@ pub fn router(
     readiness.add_fn("rendezvous-backends", move || {
         let rdv = rdv.clone();
         async move { rdv.check_backends().await }
+    });
+    let log = audit.clone();
+    readiness.add_fn("audit-database", move || {
+        let log = log.clone();
+        async move { log.db().ping().await.map_err(|err| err.to_string()) }
     });
     Ok(tucdesk_svc::http::ops_router(registry, readiness))
 }

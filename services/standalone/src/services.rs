@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tucdesk_audit::{AccessVerifier, Audit, AuditConfig, AuditKey};
 use tucdesk_auth::password::PasswordHasher;
 use tucdesk_auth::{Auth, AuthConfig};
 use tucdesk_crypto::Identity;
@@ -78,6 +79,10 @@ impl SharedBackends {
 pub struct DataLayout {
     pub auth_db: PathBuf,
     pub rendezvous_db: PathBuf,
+    /// The audit log (hash chains, checkpoints).
+    pub audit_db: PathBuf,
+    /// The audit signing key (created on first start, 0600).
+    pub audit_key: PathBuf,
     /// Auth's development KEK (`<dir>/kek`).
     pub auth_key_dir: PathBuf,
     /// Rendezvous's service key; its development code key sits beside it (`code.key`).
@@ -91,12 +96,15 @@ impl DataLayout {
         Self {
             auth_db: config.data_path("auth.db"),
             rendezvous_db: config.data_path("rendezvous.db"),
+            audit_db: config.data_path("audit.db"),
+            audit_key: config.data_path("keys/audit/audit.key"),
             auth_key_dir: config.data_path("keys/auth"),
             rendezvous_service_key: config.data_path("keys/rendezvous/service.key"),
             private_dirs: vec![
                 config.data_path("keys"),
                 config.data_path("keys/auth"),
                 config.data_path("keys/rendezvous"),
+                config.data_path("keys/audit"),
             ],
         }
     }
@@ -112,6 +120,7 @@ pub struct Wiring {
     pub relay_ws: SocketAddr,
     pub relay_stun: SocketAddr,
     pub relay_admin: SocketAddr,
+    pub audit: SocketAddr,
     /// `http://<auth gRPC>` as dialled from this process.
     pub auth_url: String,
     /// `iss` of every token: the public URL of auth's HTTP listener.
@@ -271,4 +280,33 @@ pub async fn build_relay(
     let tickets = tucdesk_relay::tickets::Tickets::new(keys.verifier(&relay.node_id));
     let node = Relay::new(relay, shared.bus.clone(), tickets)?;
     Ok((node, keys))
+}
+
+/// The audit service on `audit.db`, consuming the shared bus's `AUDIT` stream and signing with
+/// `keys/audit/audit.key` (created on first start). Built before the other services, so its
+/// consumer exists before they publish (the in-process bus forgets what every existing
+/// consumer acknowledged).
+pub async fn build_audit(layout: &DataLayout, shared: &SharedBackends) -> anyhow::Result<Audit> {
+    let db = sqlite(&layout.audit_db, tucdesk_audit::MIGRATIONS).await?;
+    let mut config = AuditConfig::embedded(
+        &format!("sqlite://{}", layout.audit_db.display()),
+        "memory://",
+    );
+    config.key_file = layout.audit_key.clone();
+    let key = AuditKey::load_or_create(&config.key_file, false)
+        .context("loading the audit signing key")?;
+    let backends = tucdesk_audit::Backends {
+        db,
+        bus: shared.bus.clone(),
+    };
+    Ok(Audit::new(config, backends, key).await?)
+}
+
+/// Verification of access tokens for the audit API, following auth's keys.
+pub async fn audit_access(wiring: &Wiring) -> anyhow::Result<AccessVerifier> {
+    let channel = tucdesk_svc::auth_keys::auth_channel(&wiring.auth_url)?;
+    let keys = AuthKeys::connect(channel, &wiring.issuer, AUTH_STARTUP_TIMEOUT)
+        .await
+        .context("the audit service fetching auth's keys")?;
+    Ok(AccessVerifier::from_auth(keys, TOKEN_AUDIENCE))
 }

@@ -32,7 +32,23 @@ pub fn render(stack: &Standalone) -> String {
         format!("http://{}  (/metrics /healthz /readyz)", a.ops),
     );
     line(
-        "audit log (interim)",
+        "audit gRPC",
+        format!(
+            "{}  (signed log in {})",
+            u.audit,
+            stack.data_dir().join("audit.db").display()
+        ),
+    );
+    line(
+        "audit public key",
+        format!(
+            "{}  ({})",
+            stack.audit().key().public_key_base64url(),
+            stack.audit().key().key_id()
+        ),
+    );
+    line(
+        "audit events (NDJSON)",
         stack.audit_log().display().to_string(),
     );
     let mut text = format!(

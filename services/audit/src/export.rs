@@ -1,0 +1,158 @@
+//! `Export`: a server stream of the caller's team's entries in seq order, with signed
+//! checkpoints, backpressured by the client.
+//!
+//! Without an upper seq bound the export is a snapshot at the team's current head: a
+//! checkpoint is signed for it first (unless the last one already covers it), entries
+//! `from_seq..=that size` follow, and the stream ends with that checkpoint, so a verifier of
+//! an export from seq 1 can show that nothing was cut off. With `to_seq` it ends with the
+//! newest checkpoint at or below `to_seq`. On long exports the newest stored checkpoint is
+//! interleaved once at least [`EXPORT_CHECKPOINT_SPACING`] entries passed since the last one
+//! sent, after the page of entries that reaches it (so it always follows every entry it covers).
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tonic::codegen::BoxStream;
+use tucdesk_proto::v1::export_item::Item;
+use tucdesk_proto::v1::{ExportAuditRequest, ExportItem};
+
+use crate::caller::Caller;
+use crate::checkpoint::CheckpointTrigger;
+use crate::convert::checkpoint_to_proto;
+use crate::error::AuditError;
+use crate::query::{filter_details, filter_from_proto, rows_to_proto};
+use crate::service::Audit;
+use crate::store::entries::EntryFilter;
+use crate::store::{checkpoints, entries};
+
+/// Entries read from the database per page.
+pub const EXPORT_PAGE: u32 = 500;
+/// Items buffered between the reader and the client (backpressure beyond this).
+pub const EXPORT_BUFFER: usize = 256;
+/// A checkpoint is interleaved at least every this many entries (audit.proto).
+pub const EXPORT_CHECKPOINT_SPACING: u64 = 10_000;
+
+impl Audit {
+    /// Starts an export for `caller`; items flow until the end, the client going away, or
+    /// `shutdown` (then the stream ends with UNAVAILABLE).
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        request: &ExportAuditRequest,
+        shutdown: CancellationToken,
+    ) -> Result<BoxStream<ExportItem>, AuditError> {
+        let mut filter = filter_from_proto(request.filter.as_ref())?;
+        let permit = self
+            .inner
+            .export_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AuditError::LimitExceeded("too many exports in progress"))?;
+        self.record_access(caller, "audit.export", filter_details(&filter))
+            .await?;
+        let team = caller.team_id().to_owned();
+        let last = if filter.to_seq == i64::MAX {
+            let snapshot = self
+                .checkpoint_team(&team, CheckpointTrigger::Export)
+                .await?;
+            filter.to_seq = snapshot.as_ref().map_or(0, |cp| {
+                i64::try_from(cp.checkpoint.tree_size).unwrap_or(i64::MAX)
+            });
+            snapshot
+        } else {
+            let upto = u64::try_from(filter.to_seq).unwrap_or(0);
+            checkpoints::latest_between(self.db(), &team, 0, upto).await?
+        };
+        let (sender, receiver) = mpsc::channel(EXPORT_BUFFER);
+        let audit = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = ExportRun {
+                audit: &audit,
+                team: &team,
+                sender: &sender,
+            };
+            let finished = tokio::select! {
+                () = shutdown.cancelled() => Err(Status::unavailable("the audit service is shutting down")),
+                done = stream.run(filter, last) => done,
+            };
+            if let Err(status) = finished {
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
+    }
+}
+
+struct ExportRun<'a> {
+    audit: &'a Audit,
+    team: &'a str,
+    sender: &'a mpsc::Sender<Result<ExportItem, Status>>,
+}
+
+/// The client went away: stop quietly.
+struct Gone;
+
+impl ExportRun<'_> {
+    async fn send(&self, item: Item) -> Result<(), Gone> {
+        self.sender
+            .send(Ok(ExportItem { item: Some(item) }))
+            .await
+            .map_err(|_| Gone)
+    }
+
+    async fn run(
+        &self,
+        mut filter: EntryFilter,
+        last: Option<tucdesk_crypto::merkle::SignedCheckpoint>,
+    ) -> Result<(), Status> {
+        match self.stream(&mut filter, last).await {
+            Ok(()) | Err(Ok(Gone)) => Ok(()),
+            Err(Err(err)) => Err(err.into()),
+        }
+    }
+
+    async fn stream(
+        &self,
+        filter: &mut EntryFilter,
+        last: Option<tucdesk_crypto::merkle::SignedCheckpoint>,
+    ) -> Result<(), Result<Gone, AuditError>> {
+        let db = self.audit.db();
+        let mut emitted: u64 = 0;
+        while filter.from_seq <= filter.to_seq {
+            let rows = entries::query(db, self.team, filter, EXPORT_PAGE, false)
+                .await
+                .map_err(|err| Err(AuditError::from(err)))?;
+            let full = rows.len() == EXPORT_PAGE as usize;
+            let Some(page_last) = rows.last().map(|row| row.seq) else {
+                break;
+            };
+            for entry in rows_to_proto(rows).map_err(Err)? {
+                self.send(Item::Entry(entry)).await.map_err(Ok)?;
+            }
+            let page_last_seq = u64::try_from(page_last).unwrap_or(0);
+            if page_last_seq.saturating_sub(emitted) >= EXPORT_CHECKPOINT_SPACING
+                && let Some(cp) = checkpoints::latest_between(db, self.team, emitted, page_last_seq)
+                    .await
+                    .map_err(Err)?
+            {
+                emitted = cp.checkpoint.tree_size;
+                self.send(Item::Checkpoint(checkpoint_to_proto(&cp)))
+                    .await
+                    .map_err(Ok)?;
+            }
+            if !full {
+                break;
+            }
+            filter.from_seq = page_last.saturating_add(1);
+        }
+        if let Some(cp) = last.filter(|cp| cp.checkpoint.tree_size > emitted) {
+            self.send(Item::Checkpoint(checkpoint_to_proto(&cp)))
+                .await
+                .map_err(Ok)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! Audit metrics, registered in the service's registry (served on the ops port).
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
+use tucdesk_svc::http::{HttpError, Metrics};
+
+/// Counters and gauges the audit service keeps; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditMetrics {
+    metrics: Metrics,
+    /// Entries appended to chains.
+    pub appended: IntCounter,
+    /// Append transactions by outcome: `committed`, `conflict` (another replica extended a
+    /// chain first; retried), `failed` (left unacknowledged for redelivery).
+    pub batches: IntCounterVec,
+    /// Events delivered again that were already in the log (acknowledged, not appended).
+    pub duplicates: IntCounter,
+    /// Stream messages that are not valid audit events (dead-lettered), by reason.
+    pub rejected: IntCounterVec,
+    /// Seconds between the oldest event of the batch being appended and now (producer clock):
+    /// how far the log is behind. 0 when the last fetch found the stream drained.
+    pub lag_seconds: IntGauge,
+    /// Deliveries that were redeliveries (an earlier attempt was not acknowledged in time).
+    pub redeliveries: IntCounter,
+    /// Checkpoints signed, by trigger: `count`, `time`, `export`.
+    pub checkpoints: IntCounterVec,
+    /// Seconds since the oldest last-checkpoint among teams with uncheckpointed entries
+    /// (0 when every team's newest entry is covered). Alert when it exceeds the interval.
+    pub checkpoint_age_seconds: IntGauge,
+    /// AuditService calls by method and outcome (`ok` or the reject reason).
+    pub requests: IntCounterVec,
+}
+
+impl AuditMetrics {
+    pub fn new() -> Result<Self, HttpError> {
+        let metrics = Metrics::new("audit", env!("CARGO_PKG_VERSION"))?;
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tucdesk_audit_requests_total",
+                "AuditService calls by method and outcome.",
+            ),
+            &["method", "outcome"],
+        )?;
+        metrics.registry().register(Box::new(requests.clone()))?;
+        Ok(Self {
+            appended: metrics.counter(
+                "tucdesk_audit_events_appended_total",
+                "Audit events appended to a team's chain.",
+            )?,
+            batches: metrics.counter_vec(
+                "tucdesk_audit_batches_total",
+                "Append transactions by outcome (committed, conflict, failed).",
+                "outcome",
+            )?,
+            duplicates: metrics.counter(
+                "tucdesk_audit_duplicates_total",
+                "Redelivered events already in the log (acknowledged without a second entry).",
+            )?,
+            rejected: metrics.counter_vec(
+                "tucdesk_audit_rejected_events_total",
+                "Stream messages that are not valid audit events (dead-lettered), by reason.",
+                "reason",
+            )?,
+            lag_seconds: metrics.gauge(
+                "tucdesk_audit_lag_seconds",
+                "Age of the oldest event in the batch being appended (0 when drained).",
+            )?,
+            redeliveries: metrics.counter(
+                "tucdesk_audit_redeliveries_total",
+                "Deliveries of events whose earlier delivery was not acknowledged in time.",
+            )?,
+            checkpoints: metrics.counter_vec(
+                "tucdesk_audit_checkpoints_total",
+                "Signed checkpoints by trigger (count, time, export).",
+                "trigger",
+            )?,
+            checkpoint_age_seconds: metrics.gauge(
+                "tucdesk_audit_checkpoint_age_seconds",
+                "Oldest last-checkpoint age among teams with uncheckpointed entries.",
+            )?,
+            requests,
+            metrics,
+        })
+    }
+
+    /// The registry to serve on `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        self.metrics.registry()
+    }
+}

@@ -1,0 +1,252 @@
+//! `audit_entries`: the chains. Inserted once, read back as `tucdesk_crypto::audit::Entry`.
+
+use tucdesk_crypto::audit::{AuditEvent, Entry};
+use tucdesk_crypto::merkle::Hash;
+use tucdesk_svc::sql::{Database, Tx};
+use tucdesk_svc::{on_pool, on_tx};
+
+use super::{WriteError, db_int, from_db_int, stored_hash, stored_sig};
+use crate::error::AuditError;
+
+/// One stored entry.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub sig: Vec<u8>,
+    pub key_id: String,
+    pub event_json: String,
+}
+
+impl EntryRow {
+    /// The crypto entry, with the event rebuilt exactly from its stored JSON (strictly
+    /// parsed), and the id of the key that signed it. Does not verify: code that builds on a
+    /// row checks its hash (`ChainBuilder::resume`), and exports are verified by their readers.
+    pub fn into_entry(self) -> Result<(Entry, String), AuditError> {
+        let event: AuditEvent = tucdesk_crypto::json::from_json_object(self.event_json.as_bytes())
+            .map_err(|err| AuditError::internal("stored audit event does not parse", err))?;
+        let entry = Entry {
+            seq: from_db_int(self.seq)?,
+            prev_hash: stored_hash(&self.prev_hash)?,
+            event,
+            hash: stored_hash(&self.hash)?,
+            sig: stored_sig(&self.sig)?,
+        };
+        Ok((entry, self.key_id))
+    }
+}
+
+/// The query filters of `audit_entries` (all set fields must match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// Inclusive start and exclusive end on `occurred_at_ms`.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub actor_id: Option<String>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// Action prefix ending with `.` (`session.`).
+    pub action_prefix: Option<String>,
+    pub target: Option<String>,
+    pub session_id: Option<String>,
+    /// Inclusive seq range (1..=i64::MAX).
+    pub from_seq: i64,
+    pub to_seq: i64,
+}
+
+impl Default for EntryFilter {
+    fn default() -> Self {
+        Self {
+            start_ms: None,
+            end_ms: None,
+            actor_id: None,
+            action: None,
+            action_prefix: None,
+            target: None,
+            session_id: None,
+            from_seq: 1,
+            to_seq: i64::MAX,
+        }
+    }
+}
+
+const QUERY_ASC: &str = "SELECT seq, prev_hash, hash, sig, key_id, event_json FROM audit_entries \
+     WHERE team_id = $1 AND seq >= $2 AND seq <= $3 \
+     AND ($4 IS NULL OR occurred_at_ms >= $4) \
+     AND ($5 IS NULL OR occurred_at_ms < $5) \
+     AND ($6 IS NULL OR actor_id = $6) \
+     AND ($7 IS NULL OR action = $7) \
+     AND ($8 IS NULL OR substr(action, 1, length($8)) = $8) \
+     AND ($9 IS NULL OR target = $9) \
+     AND ($10 IS NULL OR session_id = $10) \
+     ORDER BY seq ASC LIMIT $11";
+
+const QUERY_DESC: &str = "SELECT seq, prev_hash, hash, sig, key_id, event_json FROM audit_entries \
+     WHERE team_id = $1 AND seq >= $2 AND seq <= $3 \
+     AND ($4 IS NULL OR occurred_at_ms >= $4) \
+     AND ($5 IS NULL OR occurred_at_ms < $5) \
+     AND ($6 IS NULL OR actor_id = $6) \
+     AND ($7 IS NULL OR action = $7) \
+     AND ($8 IS NULL OR substr(action, 1, length($8)) = $8) \
+     AND ($9 IS NULL OR target = $9) \
+     AND ($10 IS NULL OR session_id = $10) \
+     ORDER BY seq DESC LIMIT $11";
+
+/// Up to `limit` entries of `team_id` matching `filter`, by seq (ascending or descending).
+pub async fn query(
+    db: &Database,
+    team_id: &str,
+    filter: &EntryFilter,
+    limit: u32,
+    descending: bool,
+) -> Result<Vec<EntryRow>, sqlx::Error> {
+    let sql = if descending { QUERY_DESC } else { QUERY_ASC };
+    Ok(on_pool!(db, |pool| {
+        sqlx::query_as::<_, EntryRow>(sql)
+            .bind(team_id)
+            .bind(filter.from_seq)
+            .bind(filter.to_seq)
+            .bind(filter.start_ms)
+            .bind(filter.end_ms)
+            .bind(filter.actor_id.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(filter.action_prefix.as_deref())
+            .bind(filter.target.as_deref())
+            .bind(filter.session_id.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// Appends one entry (inside the batch's transaction).
+pub async fn insert(
+    tx: &mut Tx,
+    entry: &Entry,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<(), WriteError> {
+    let event_json = serde_json::to_string(&entry.event)
+        .map_err(|err| AuditError::internal("encoding an audit event", err))?;
+    let event = &entry.event;
+    // The filter copy of occurred_at; the hashed value stays exact in event_json.
+    let occurred_at_ms = i64::try_from(event.occurred_at).unwrap_or(i64::MAX);
+    let seq = db_int(entry.seq)?;
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO audit_entries (team_id, seq, event_id, prev_hash, hash, sig, key_id, \
+             event_json, occurred_at_ms, action, actor_id, target, session_id, appended_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&event.team_id)
+        .bind(seq)
+        .bind(&event.event_id)
+        .bind(&entry.prev_hash[..])
+        .bind(&entry.hash[..])
+        .bind(&entry.sig[..])
+        .bind(key_id)
+        .bind(&event_json)
+        .bind(occurred_at_ms)
+        .bind(&event.action)
+        .bind(&event.actor.id)
+        .bind(&event.target)
+        .bind(event.session_id.as_deref())
+        .bind(now_ms)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Whether an event with this id is already in the log (any team: event ids are global).
+pub async fn event_exists(tx: &mut Tx, event_id: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = on_tx!(tx, |conn| {
+        sqlx::query_scalar("SELECT seq FROM audit_entries WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(conn)
+            .await?
+    });
+    Ok(found.is_some())
+}
+
+/// The entry at `seq` of `team_id`, read inside a transaction.
+pub async fn get_in(tx: &mut Tx, team_id: &str, seq: u64) -> Result<Option<EntryRow>, AuditError> {
+    let seq = db_int(seq)?;
+    Ok(on_tx!(tx, |conn| {
+        sqlx::query_as::<_, EntryRow>(
+            "SELECT seq, prev_hash, hash, sig, key_id, event_json FROM audit_entries \
+             WHERE team_id = $1 AND seq = $2",
+        )
+        .bind(team_id)
+        .bind(seq)
+        .fetch_optional(conn)
+        .await?
+    }))
+}
+
+/// The entry at `seq` of `team_id`.
+pub async fn get(db: &Database, team_id: &str, seq: u64) -> Result<Option<EntryRow>, AuditError> {
+    let seq = db_int(seq)?;
+    Ok(on_pool!(db, |pool| {
+        sqlx::query_as::<_, EntryRow>(
+            "SELECT seq, prev_hash, hash, sig, key_id, event_json FROM audit_entries \
+             WHERE team_id = $1 AND seq = $2",
+        )
+        .bind(team_id)
+        .bind(seq)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// The first entry of `team_id` whose hash is `hash`.
+pub async fn find_by_hash(
+    db: &Database,
+    team_id: &str,
+    hash: &Hash,
+) -> Result<Option<EntryRow>, AuditError> {
+    Ok(on_pool!(db, |pool| {
+        sqlx::query_as::<_, EntryRow>(
+            "SELECT seq, prev_hash, hash, sig, key_id, event_json FROM audit_entries \
+             WHERE team_id = $1 AND hash = $2 ORDER BY seq LIMIT 1",
+        )
+        .bind(team_id)
+        .bind(&hash[..])
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// The hashes of entries `1..=tree_size` of `team_id`, in seq order. Fails if any is missing
+/// (a gap means the table was tampered with).
+pub async fn hashes(db: &Database, team_id: &str, tree_size: u64) -> Result<Vec<Hash>, AuditError> {
+    let upto = db_int(tree_size)?;
+    let rows: Vec<(i64, Vec<u8>)> = on_pool!(db, |pool| {
+        sqlx::query_as(
+            "SELECT seq, hash FROM audit_entries WHERE team_id = $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(team_id)
+        .bind(upto)
+        .fetch_all(pool)
+        .await?
+    });
+    let mut out = Vec::with_capacity(rows.len());
+    for (expected, (seq, hash)) in (1i64..).zip(rows) {
+        if seq != expected {
+            return Err(AuditError::internal(
+                "audit chain has a gap",
+                format!("team {team_id}: expected seq {expected}, found {seq}"),
+            ));
+        }
+        out.push(stored_hash(&hash)?);
+    }
+    if out.len() as u64 != tree_size {
+        return Err(AuditError::internal(
+            "audit chain is shorter than its tree size",
+            format!("team {team_id}: {} of {tree_size} entries", out.len()),
+        ));
+    }
+    Ok(out)
+}
