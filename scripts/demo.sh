@@ -34,13 +34,16 @@ done
 [ -s "$work/data/setup-token" ] || fail "the stack did not bootstrap in 10 s"
 auth=$(awk '$1 == "auth" && $2 == "gRPC" {print $3}' "$work/standalone.out")
 rendezvous=$(awk '$1 == "rendezvous" && NF == 2 {print $2}' "$work/standalone.out")
+audit=$(awk '$1 == "audit" && $2 == "gRPC" {print $3}' "$work/standalone.out")
+audit_key=$(awk '$1 == "audit" && $2 == "public" {print $4}' "$work/standalone.out")
 echo "auth:       $auth"
 echo "rendezvous: $rendezvous"
+echo "audit:      $audit (public key $audit_key)"
 
 export TUCDESK_CONFIG_DIR="$work/viewer"
 step "tucdesk login (first login: the setup token sets the owner's password; a device key is made)"
 password="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$password" | "$bin/tucdesk" login --auth "$auth" --rendezvous "$rendezvous" \
+printf '%s\n' "$password" | "$bin/tucdesk" login --auth "$auth" --rendezvous "$rendezvous" --audit "$audit" \
   --email admin@tucdesk.local --setup-token "$(cat "$work/data/setup-token")" --password-stdin
 
 step "tucdesk enroll-token create, then tucdesk-agent enroll on this machine"
@@ -78,20 +81,32 @@ path=$(sed -n 's/.* via \(.*\); end-to-end.*/\1/p' "$work/connect.err")
 echo "path used:         ${path:-unknown}"
 echo "agent fingerprint: $fingerprint"
 
-step "audit events this produced (interim NDJSON sink of the standalone stack)"
+step "the signed audit log: export it and verify it offline with the audit public key"
 sleep 1
-python3 - "$work/data/audit-events.ndjson" <<'PY'
+"$bin/tucdesk" audit export -o "$work/audit.ndjson"
+"$bin/tucdesk" audit verify "$work/audit.ndjson" --key "$audit_key"
+python3 - "$work/audit.ndjson" <<'PY'
 import datetime, json, sys
 for line in open(sys.argv[1]):
     e = json.loads(line)
-    actor = e.get("actor", {})
+    if "checkpoint" in e:
+        c = e["checkpoint"]
+        print(f"   checkpoint: {c['tree_size']} entries, root {c['root_hash'][:16]}…, signed by {c['key_id'][:20]}…")
+        continue
+    ev = e["event"]
+    actor = ev.get("actor", {})
     who = actor.get("display") or actor.get("id", "")[:16]
-    ctx = e.get("context", {})
-    at = datetime.datetime.fromtimestamp(e.get("occurred_at_ms", 0) / 1000, datetime.timezone.utc)
-    session = (e.get("session_id") or "")[:8]
-    decision = (e.get("policy_result") or {}).get("decision", "")
+    ctx = ev.get("context", {})
+    at = datetime.datetime.fromtimestamp(ev.get("occurred_at", 0) / 1000, datetime.timezone.utc)
+    session = (ev.get("session_id") or "")[:8]
+    decision = (ev.get("policy_result") or {}).get("decision", "")
     extra = " ".join(f"{k}={ctx[k]}" for k in ("path", "close_reason", "bytes_to_operator") if k in ctx)
-    print(f"{at:%H:%M:%S.%f}"[:12], f"{e.get('action', ''):27} {actor.get('kind', ''):7} {who:20} {session:8} {decision} {extra}")
+    print(f"{e['seq']:4} {at:%H:%M:%S}", f"{ev.get('action', ''):27} {actor.get('kind', ''):7} {who:20} {session:8} {decision} {extra}")
 PY
+echo "\$ (someone edits one entry of the export, then verifies again)"
+sed -i '5s/"occurred_at":1/"occurred_at":2/' "$work/audit.ndjson"
+if "$bin/tucdesk" audit verify "$work/audit.ndjson" --key "$audit_key"; then
+  fail "a tampered export verified"
+fi
 
 step "done: every step worked; stopping the agent and the stack"

@@ -132,6 +132,7 @@ fn apply_tokens(credentials: &mut Credentials, pair: TokenPair) {
 pub struct LoginTarget {
     pub auth: String,
     pub rendezvous: String,
+    pub audit: String,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -174,6 +175,7 @@ pub async fn login(
     let mut credentials = Credentials {
         auth: target.auth,
         rendezvous: target.rendezvous,
+        audit: target.audit,
         ca_file: target.ca_file,
         email: email.to_owned(),
         user_id: String::new(),
@@ -225,6 +227,7 @@ pub async fn redeem_support_code(
     let credentials = Credentials {
         auth: target.auth,
         rendezvous: target.rendezvous,
+        audit: target.audit,
         ca_file: target.ca_file,
         email: display_name.to_owned(),
         user_id: String::new(),
@@ -361,6 +364,23 @@ impl Api {
         binding: &[u8],
     ) -> Result<DeviceProof, ApiError> {
         device_proof(&self.device, method, target, session_id, binding, b"")
+    }
+
+    /// A client for the audit service (streaming: exports can be long).
+    pub fn audit(
+        &self,
+    ) -> Result<tucdesk_proto::v1::audit_service_client::AuditServiceClient<Channel>, ApiError>
+    {
+        let channel = rpc::channel(
+            &self.credentials.audit,
+            self.credentials.ca_file.as_deref(),
+            true,
+        )
+        .map_err(|err| ApiError::Setup(err.to_string()))?;
+        Ok(
+            tucdesk_proto::v1::audit_service_client::AuditServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
     }
 
     /// The auth client (unary calls).

@@ -118,6 +118,16 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
+    /// Download the team's audit log (entries and signed checkpoints) as NDJSON, ready for
+    /// `tucdesk audit verify`. Owners, admins and auditors only.
+    Export {
+        /// Write here (atomically) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Start at this seq (1 = the beginning; a SIEM resuming passes its last seq + 1).
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+    },
     /// Verify an audit export offline: every entry's hash, signature and link, every
     /// checkpoint's signature and Merkle root (catching cut-off or rewritten history). Prints
     /// the first broken line and seq and exits 1 if anything fails. Needs no server.
@@ -147,6 +157,13 @@ struct LoginArgs {
         default_value = "http://127.0.0.1:7410"
     )]
     rendezvous: String,
+    /// Audit service URL (for `tucdesk audit export`).
+    #[arg(
+        long,
+        env = "TUCDESK_AUDIT_URL",
+        default_value = "http://127.0.0.1:7430"
+    )]
+    audit: String,
     /// Extra CA certificate (PEM) for servers with a private CA.
     #[arg(long, env = "TUCDESK_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -404,6 +421,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             apply_policy(&config, file, force).await.map(|()| 0)
         }
         Command::Audit(AuditCommand::Verify { file, key }) => verify_audit(&file, &key),
+        Command::Audit(AuditCommand::Export { output, from_seq }) => {
+            export_audit(&config, output, from_seq).await.map(|()| 0)
+        }
     }
 }
 
@@ -411,6 +431,7 @@ async fn login(config: &ConfigDir, args: LoginArgs) -> anyhow::Result<()> {
     let target = LoginTarget {
         auth: args.auth.clone(),
         rendezvous: args.rendezvous.clone(),
+        audit: args.audit.clone(),
         ca_file: args.ca_file.clone(),
     };
     if let Some(code) = &args.support_code {
@@ -900,4 +921,70 @@ fn ed25519_verifying_key(
 
 fn hex_prefix(hash: &[u8]) -> String {
     hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+async fn export_audit(
+    config: &ConfigDir,
+    output: Option<PathBuf>,
+    from_seq: u64,
+) -> anyhow::Result<()> {
+    use tucdesk_audit_format::convert::{checkpoint_from_proto, entry_from_proto};
+    use tucdesk_proto::v1::export_item::Item;
+    let mut api = Api::open(config)?;
+    let request = api
+        .request(tucdesk_proto::v1::ExportAuditRequest {
+            filter: Some(tucdesk_proto::v1::AuditFilter {
+                from_seq,
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let mut stream = api
+        .audit()?
+        .export(request)
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+        .into_inner();
+    let (mut sink, tmp): (Box<dyn std::io::Write>, Option<PathBuf>) = match &output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            (Box::new(std::io::BufWriter::new(file)), Some(tmp))
+        }
+        None => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
+    };
+    let (mut entries, mut checkpoints) = (0u64, 0u64);
+    while let Some(item) = stream
+        .message()
+        .await
+        .map_err(|s| ApiError::from_status(&s))?
+    {
+        let line = match item.item {
+            Some(Item::Entry(entry)) => {
+                entries += 1;
+                if entries % 10_000 == 0 {
+                    eprintln!("tucdesk: {entries} entries…");
+                }
+                entry_from_proto(&entry)
+                    .map_err(|err| anyhow::anyhow!("the server sent an invalid entry: {err}"))?
+                    .to_json_line()?
+            }
+            Some(Item::Checkpoint(checkpoint)) => {
+                checkpoints += 1;
+                serde_json::to_string(&checkpoint_from_proto(&checkpoint).map_err(|err| {
+                    anyhow::anyhow!("the server sent an invalid checkpoint: {err}")
+                })?)?
+            }
+            None => continue,
+        };
+        writeln!(sink, "{line}")?;
+    }
+    sink.flush()?;
+    drop(sink);
+    if let (Some(tmp), Some(path)) = (tmp, &output) {
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!("tucdesk: exported {entries} entries and {checkpoints} checkpoint(s)");
+    Ok(())
 }

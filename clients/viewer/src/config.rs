@@ -41,6 +41,9 @@ pub struct Credentials {
     pub auth: String,
     /// Rendezvous gRPC URL.
     pub rendezvous: String,
+    /// Audit gRPC URL.
+    #[serde(default = "default_audit_url")]
+    pub audit: String,
     /// Extra CA file for servers with a private CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -63,6 +66,11 @@ impl std::fmt::Debug for Credentials {
             .field("email", &self.email)
             .finish_non_exhaustive()
     }
+}
+
+/// The standalone stack's audit service, for credentials stored before the URL was.
+pub fn default_audit_url() -> String {
+    "http://127.0.0.1:7430".to_owned()
 }
 
 /// The configuration directory.
@@ -190,6 +198,7 @@ mod tests {
         let credentials = Credentials {
             auth: "http://127.0.0.1:7401".into(),
             rendezvous: "http://127.0.0.1:7410".into(),
+            audit: default_audit_url(),
             ca_file: None,
             email: "a@example.com".into(),
             user_id: "u".into(),

@@ -21,7 +21,7 @@ pub mod append;
 pub mod caller;
 pub mod checkpoint;
 pub mod config;
-pub mod convert;
+pub use tucdesk_audit_format::convert;
 pub mod error;
 pub mod export;
 pub mod grpc;
