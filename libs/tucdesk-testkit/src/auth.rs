@@ -59,7 +59,24 @@ impl TestAuth {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
         let rendezvous_seed = tucdesk_crypto::rng::random_secret::<32>()?;
         let rendezvous_public = Identity::from_seed(&rendezvous_seed).agent_id();
-        Self::start_with(backend, &rendezvous_public, Some(rendezvous_seed)).await
+        Self::start_with(backend, &rendezvous_public, Some(rendezvous_seed), None).await
+    }
+
+    /// Starts auth publishing its audit events through `bus` (its outbox publisher), instead
+    /// of an in-process bus nobody reads.
+    pub async fn start_on_bus(
+        backend: Backend,
+        bus: Arc<dyn tucdesk_svc::bus::Bus>,
+    ) -> anyhow::Result<Self> {
+        let rendezvous_seed = tucdesk_crypto::rng::random_secret::<32>()?;
+        let rendezvous_public = Identity::from_seed(&rendezvous_seed).agent_id();
+        Self::start_with(
+            backend,
+            &rendezvous_public,
+            Some(rendezvous_seed),
+            Some(bus),
+        )
+        .await
     }
 
     /// Starts auth trusting the service key of a rendezvous running outside the harness (a
@@ -70,13 +87,14 @@ impl TestAuth {
         backend: Backend,
         rendezvous_public_key: &str,
     ) -> anyhow::Result<Self> {
-        Self::start_with(backend, rendezvous_public_key, None).await
+        Self::start_with(backend, rendezvous_public_key, None, None).await
     }
 
     async fn start_with(
         backend: Backend,
         rendezvous_public: &str,
         rendezvous_seed: Option<zeroize::Zeroizing<[u8; 32]>>,
+        bus: Option<Arc<dyn tucdesk_svc::bus::Bus>>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (db, pg) = match backend {
@@ -117,7 +135,7 @@ impl TestAuth {
         };
         let backends = Backends {
             db,
-            bus: Arc::new(MemoryBus::new()),
+            bus: bus.unwrap_or_else(|| Arc::new(MemoryBus::new())),
             replay: Arc::new(MemoryReplayCache::new(100_000)),
             limiter: Arc::new(MemoryRateLimiter::new(100_000)),
         };
