@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Builds go outside the clone by default so every checkout (and CI) reuses one cache.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tucdesk/target
 
-.PHONY: help build test lint fmt bench bench-rendezvous bench-relay deps demo
+.PHONY: help build test lint fmt bench bench-rendezvous bench-relay bench-ssh deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -34,6 +34,11 @@ bench-rendezvous: ## Rendezvous load tools, release: registrations (in-process c
 bench-relay: ## Relay load tool, release: throughput, round trips and idle memory of a tucdesk-relay process vs TCP baselines
 	$(CARGO) build --release -p tucdesk-bench -p tucdesk-relay
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench relay --sessions 100 --seconds 10 --idle-sessions 1000
+
+bench-ssh: ## TucDesk sessions vs OpenSSH on loopback, release: setup, keystroke echo, throughput (needs openssh-server, openssh-client)
+	$(CARGO) build --release -p tucdesk-bench -p tucdesk-standalone -p tucdesk-agent -p tucdesk-viewer
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3 --lean-shell
 
 deps: ## Fail if a crate appears in two versions that is not on the upstream allowlist
 	@.ci/check-duplicates

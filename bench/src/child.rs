@@ -1,10 +1,12 @@
 //! A service under test as a child process: the release binary next to the bench executable
 //! (so its memory and CPU are its own and not the bench's), on loopback ports chosen here,
 //! ready once its ops endpoint answers `/readyz`, and killed when the guard drops (normal
-//! end, error or ctrl-c). Shared by `agent-load` (rendezvous) and `relay`.
+//! end, error or ctrl-c). Shared by `agent-load` (rendezvous), `relay` and `ssh` (the
+//! standalone stack); [`Background`] is the same guard for helpers without an ops endpoint
+//! (`sshd`, an agent).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,11 @@ impl Drop for ServiceProcess {
 
 /// The service binary `name` built next to this bench (same profile and target dir).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    binary_of(name, name)
+}
+
+/// The binary `name` of the package `package`, built next to this bench.
+pub fn binary_of(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the tucdesk-bench executable")?;
     let path = exe
         .parent()
@@ -44,7 +51,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if !path.is_file() {
         bail!(
             "{} not found; build it next to the bench with \
-             `cargo build --release -p {name}` (same CARGO_TARGET_DIR)",
+             `cargo build --release -p {package}` (same CARGO_TARGET_DIR)",
             path.display()
         );
     }
@@ -115,4 +122,72 @@ impl ServiceProcess {
             None => Ok(()),
         }
     }
+}
+
+/// How many lines of a helper's log an error shows.
+const LOG_TAIL_LINES: usize = 20;
+
+/// A helper process without an ops endpoint (an `sshd`, an agent): its stdout and stderr go to
+/// a log file, shown in errors; killed on drop (normal end, error or ctrl-c).
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+    pub pid: u32,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Background {
+    /// Spawns `command` with stdin closed and stdout and stderr appended to `log`.
+    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            pid: child.id(),
+            child,
+            name,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Fails, with the end of its log, if the process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!(
+                "{} exited ({status}); the end of its log:\n{}",
+                self.name,
+                log_tail(&self.log)
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// The end of its log, for an error message.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of a log file (empty if it cannot be read).
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }

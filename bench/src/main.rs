@@ -2,7 +2,8 @@
 //!
 //! Every run is bounded in time (at most [`MAX_SECONDS`]) and talks only to in-process services,
 //! the local databases and, for `agent-load` and `relay`, a `tucdesk-rendezvous` or
-//! `tucdesk-relay` child process on loopback.
+//! `tucdesk-relay` child process on loopback; `ssh` runs a `tucdesk-standalone` stack, a
+//! `tucdesk-agent` and a throwaway `sshd` as child processes, all on loopback.
 
 mod agent_load;
 mod child;
@@ -10,6 +11,7 @@ mod phase;
 mod probe;
 mod registrations;
 mod relay;
+mod ssh;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +104,29 @@ enum Command {
         #[arg(long, default_value_t = 16 * 1024)]
         message_size: usize,
     },
+    /// Interactive sessions of TucDesk (`tucdesk connect` through a `tucdesk-standalone`
+    /// stack to a `tucdesk-agent`, the release binaries next to this one) against OpenSSH
+    /// (`ssh -tt` to a throwaway `sshd`; needs `apt-get install openssh-server
+    /// openssh-client`), measured the same way in the same run on loopback: session setup,
+    /// keystroke echo round trip, output throughput.
+    Ssh {
+        /// Session setups timed per client (at most 100), after one warm-up each.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Keystrokes timed per client (at most 5000).
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Output streamed per client, in MB of base64 lines (at most 100).
+        #[arg(long, default_value_t = 100)]
+        file_mb: u64,
+        /// Times each client streams that output (at most 10); the median counts.
+        #[arg(long, default_value_t = 3)]
+        streams: usize,
+        /// Run both remote shells with HOME set to an empty directory, so that neither reads
+        /// the user's rc files (setup then measures the session, not the shell's start-up).
+        #[arg(long)]
+        lean_shell: bool,
+    },
 }
 
 #[tokio::main]
@@ -150,6 +175,22 @@ async fn main() -> anyhow::Result<()> {
                 window: Duration::from_secs(seconds),
                 idle_sessions,
                 message_size,
+            }))
+            .await
+        }
+        Command::Ssh {
+            runs,
+            samples,
+            file_mb,
+            streams,
+            lean_shell,
+        } => {
+            interruptible(ssh::run(ssh::Options {
+                runs,
+                samples,
+                file_mb,
+                streams,
+                lean_shell,
             }))
             .await
         }

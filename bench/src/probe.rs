@@ -87,6 +87,51 @@ pub fn cpu_seconds(proc: Proc) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
+/// The processes below `pid` (children, grandchildren, …) whose command name is `name`, from
+/// the parent pid of every `/proc/<pid>/stat` (processes that vanish while scanning are skipped).
+pub fn descendants_named(pid: u32, name: &str) -> anyhow::Result<Vec<u32>> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("listing /proc")? {
+        let Some(child) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the name may contain spaces and parentheses.
+        let (Some((_, rest)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else {
+            continue;
+        };
+        let comm = stat
+            .get(open + 1..stat.len() - rest.len() - 1)
+            .unwrap_or_default();
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((child, ppid, comm == name));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid, named) in &parents {
+            if ppid == parent {
+                frontier.push(child);
+                if named {
+                    found.push(child);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// CPU a process used over a wall-clock window.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuWindow {
