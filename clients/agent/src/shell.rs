@@ -105,13 +105,12 @@ pub async fn run(
     let (output_tx, mut output_rx) = mpsc::channel::<Vec<u8>>(OUTPUT_QUEUE);
     std::thread::spawn(move || {
         let mut reader = reader;
+        let mut buf = vec![0u8; MAX_OUTPUT_CHUNK_LEN];
         loop {
-            let mut chunk = vec![0u8; MAX_OUTPUT_CHUNK_LEN];
-            match reader.read(&mut chunk) {
+            match reader.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    chunk.truncate(n);
-                    if output_tx.blocking_send(chunk).is_err() {
+                    if output_tx.blocking_send(buf[..n].to_vec()).is_err() {
                         return;
                     }
                 }
@@ -151,9 +150,28 @@ pub async fn run(
         tokio::select! {
             chunk = output_rx.recv(), if output_open => match chunk {
                 Some(data) => {
-                    seq += 1;
-                    let frame = Frame { kind: Some(frame::Kind::Output(Output { seq, data })) };
-                    if let Err(err) = sender.send(&frame).await {
+                    // A PTY read returns a few KiB; what else is already queued rides in the
+                    // same frame (up to the 32 KiB limit), so bulk output costs fewer frames.
+                    let mut data = data;
+                    let mut failed = None;
+                    while data.len() < MAX_OUTPUT_CHUNK_LEN {
+                        let Ok(more) = output_rx.try_recv() else { break };
+                        let room = MAX_OUTPUT_CHUNK_LEN - data.len();
+                        if more.len() <= room {
+                            data.extend_from_slice(&more);
+                            continue;
+                        }
+                        data.extend_from_slice(&more[..room]);
+                        if let Err(err) = send_output(sender, &mut seq, std::mem::take(&mut data)).await {
+                            failed = Some(err);
+                            break;
+                        }
+                        data = more[room..].to_vec();
+                    }
+                    if let Some(err) = failed {
+                        break Ended::transport(err);
+                    }
+                    if let Err(err) = send_output(sender, &mut seq, data).await {
                         break Ended::transport(err);
                     }
                 }
@@ -249,6 +267,19 @@ pub async fn run(
     // Whatever ended the session, the shell does not outlive it.
     let _ = killer.kill();
     ended
+}
+
+/// Sends one `Output` frame with the next sequence number.
+async fn send_output(
+    sender: &mut SessionSender,
+    seq: &mut u64,
+    data: Vec<u8>,
+) -> Result<(), tucdesk_transport::ChannelError> {
+    *seq += 1;
+    let frame = Frame {
+        kind: Some(frame::Kind::Output(Output { seq: *seq, data })),
+    };
+    sender.send(&frame).await
 }
 
 async fn finish(sender: &mut SessionSender, status: &portable_pty::ExitStatus) -> Ended {

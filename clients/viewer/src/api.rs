@@ -264,7 +264,6 @@ pub struct Api {
     pub credentials: Credentials,
     auth: AuthServiceClient<Channel>,
     rendezvous: OperatorServiceClient<Channel>,
-    streaming: OperatorServiceClient<Channel>,
 }
 
 impl std::fmt::Debug for Api {
@@ -282,21 +281,17 @@ impl Api {
         let device = config.device_key()?;
         let ca = credentials.ca_file.clone();
         let auth = auth_client(&credentials.auth, ca.as_deref())?;
-        let channel = |streaming| {
-            rpc::channel(&credentials.rendezvous, ca.as_deref(), streaming)
-                .map_err(|err| ApiError::Setup(err.to_string()))
-        };
-        let rendezvous =
-            OperatorServiceClient::new(channel(false)?).max_decoding_message_size(MAX_MESSAGE);
-        let streaming =
-            OperatorServiceClient::new(channel(true)?).max_decoding_message_size(MAX_MESSAGE);
+        // One connection for every call (each call carries its own deadline, see `request`):
+        // a second connection would cost a second TCP and HTTP/2 handshake per command.
+        let channel = rpc::channel(&credentials.rendezvous, ca.as_deref(), true)
+            .map_err(|err| ApiError::Setup(err.to_string()))?;
+        let rendezvous = OperatorServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         Ok(Self {
             config: config.clone(),
             device,
             credentials,
             auth,
             rendezvous,
-            streaming,
         })
     }
 
@@ -337,10 +332,12 @@ impl Api {
         Ok(self.credentials.access_token.clone())
     }
 
-    /// `message` with a current bearer token and the protocol version header.
+    /// `message` with a current bearer token, the protocol version header and the unary call
+    /// deadline ([`rpc::CALL_TIMEOUT`]; calls that wait longer set their own).
     pub async fn request<T>(&mut self, message: T) -> Result<tonic::Request<T>, ApiError> {
         let token = self.token().await?;
         let mut request = tonic::Request::new(message);
+        request.set_timeout(rpc::CALL_TIMEOUT);
         let metadata = request.metadata_mut();
         metadata.insert(
             tucdesk_proto::metadata::AUTHORIZATION,
@@ -388,15 +385,9 @@ impl Api {
         self.auth.clone()
     }
 
-    /// The rendezvous client for unary calls (bounded call time).
+    /// The rendezvous client.
     pub fn rendezvous(&self) -> OperatorServiceClient<Channel> {
         self.rendezvous.clone()
-    }
-
-    /// The rendezvous client for calls that may wait long (CreateSession waits for the
-    /// agent's answer and consent).
-    pub fn rendezvous_streaming(&self) -> OperatorServiceClient<Channel> {
-        self.streaming.clone()
     }
 
     /// Revokes this device's refresh family and forgets the credentials.

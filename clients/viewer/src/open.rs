@@ -19,6 +19,8 @@ use tucdesk_transport::{DialOptions, Established, MessagePipe};
 use crate::api::{Api, ApiError};
 use crate::pins::{KnownAgents, PinError};
 
+/// Longest CreateSession call (the agent's answer may wait for the host's consent).
+const CREATE_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a pending approval is checked.
 const APPROVAL_POLL: Duration = Duration::from_secs(2);
 /// Longest wait for an approval, whatever the server's expiry says.
@@ -166,8 +168,11 @@ pub async fn open(
                 session_id: session_id.clone(),
             })
             .await?;
+        // CreateSession waits for the agent's answer, which may wait for a person's consent.
+        let mut request = request;
+        request.set_timeout(CREATE_SESSION_TIMEOUT);
         let created = api
-            .rendezvous_streaming()
+            .rendezvous()
             .create_session(request)
             .await
             .map_err(|s| ApiError::from_status(&s))?

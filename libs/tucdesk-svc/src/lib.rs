@@ -20,6 +20,7 @@ pub mod auth_keys;
 pub mod bus;
 pub mod cache;
 pub mod lease;
+pub mod net;
 pub mod outbox;
 pub mod ratelimit;
 pub mod redact;

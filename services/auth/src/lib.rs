@@ -71,10 +71,9 @@ pub async fn serve(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(internal)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            async move { grpc_shutdown.cancelled().await },
-        );
+        .serve_with_incoming_shutdown(tucdesk_svc::net::nodelay_incoming(grpc), async move {
+            grpc_shutdown.cancelled().await
+        });
     let router = http::router(auth.clone());
     // With peer addresses: the OAuth endpoints rate-limit by source.
     let http_server = oauth::peer::serve(http, router, shutdown.clone());

@@ -111,7 +111,7 @@ pub async fn serve(
                 .max_decoding_message_size(64 * 1024),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listeners.admin),
+            tucdesk_svc::net::nodelay_incoming(listeners.admin),
             stop.clone().cancelled_owned(),
         );
     let heartbeat = relay.run_heartbeat(stop.clone());

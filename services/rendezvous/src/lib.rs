@@ -150,7 +150,7 @@ pub async fn serve(
             OperatorServiceServer::new(grpc.clone())
                 .max_decoding_message_size(MAX_OPERATOR_MESSAGE),
         )
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(public), {
+        .serve_with_incoming_shutdown(tucdesk_svc::net::nodelay_incoming(public), {
             let stop = stop_listening.clone();
             async move { stop.cancelled().await }
         });
@@ -158,7 +158,7 @@ pub async fn serve(
         .add_service(
             RendezvousInternalServer::new(grpc).max_decoding_message_size(MAX_OPERATOR_MESSAGE),
         )
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(internal), {
+        .serve_with_incoming_shutdown(tucdesk_svc::net::nodelay_incoming(internal), {
             let stop = stop_listening.clone();
             async move { stop.cancelled().await }
         });

@@ -111,8 +111,14 @@ impl Stack {
         let mut agent = Agent::new(name);
         agent.enroll(self, viewer, enroll_flags).await;
         agent.start();
+        // Online for rendezvous, and registered for the agent too (rendezvous records the
+        // presence just before the agent reads its Registered).
+        let registered = eventually(WAIT, || async {
+            agent.log().contains("connected to rendezvous")
+        })
+        .await;
         assert!(
-            viewer.sees_online(name).await,
+            registered && viewer.sees_online(name).await,
             "agent {name} never came online; its log:\n{}",
             agent.log()
         );
