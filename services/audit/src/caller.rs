@@ -1,4 +1,4 @@
-//! Who is calling AuditService, and may they read the log.
+//! Who is calling AuditService or the HTTP export, and may they read the log.
 //!
 //! A caller presents an access token from auth (signature against auth's JWKS, issuer,
 //! audience, expiry), bound to a device key (`cnf.jkt`), of a person (not an AI agent or a
@@ -50,9 +50,23 @@ impl AccessVerifier {
         }
     }
 
-    /// The verified caller of `request`, allowed to read the audit log.
+    /// The verified caller of a gRPC `request`, allowed to read the audit log.
     pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AuditError> {
-        let token = bearer(request)?;
+        let value = request
+            .metadata()
+            .get(tucdesk_proto::metadata::AUTHORIZATION)
+            .map(|value| value.to_str().map_err(|_| MALFORMED))
+            .transpose()?;
+        self.caller_from_authorization(value).await
+    }
+
+    /// The verified caller presenting the `authorization` header `value` (gRPC metadata or an
+    /// HTTP header), allowed to read the audit log.
+    pub async fn caller_from_authorization(
+        &self,
+        value: Option<&str>,
+    ) -> Result<Caller, AuditError> {
+        let token = bearer_token(value)?;
         let verify = || {
             self.verifier
                 .verify_access(token, tucdesk_token::unix_now(), RequireCnf::No)
@@ -122,14 +136,11 @@ impl Caller {
     }
 }
 
-/// The bearer token of a request.
-pub fn bearer<T>(request: &Request<T>) -> Result<&str, AuditError> {
-    let value = request
-        .metadata()
-        .get(tucdesk_proto::metadata::AUTHORIZATION)
-        .ok_or(AuditError::Unauthenticated("an access token is required"))?
-        .to_str()
-        .map_err(|_| AuditError::Unauthenticated("malformed authorization header"))?;
+const MALFORMED: AuditError = AuditError::Unauthenticated("malformed authorization header");
+
+/// The token of an `authorization` header value (`Bearer <token>`), bounded before use.
+pub fn bearer_token(value: Option<&str>) -> Result<&str, AuditError> {
+    let value = value.ok_or(AuditError::Unauthenticated("an access token is required"))?;
     if value.len() > MAX_BEARER_LEN {
         return Err(AuditError::Unauthenticated("authorization header too long"));
     }

@@ -48,6 +48,15 @@ pub struct AuditConfig {
     )]
     pub grpc_addr: SocketAddr,
 
+    /// HTTP listener (`GET /v1/audit/export`: NDJSON or OCSF for SIEMs; same tokens and roles
+    /// as the gRPC API).
+    #[arg(
+        long,
+        env = "TUCDESK_AUDIT_HTTP_ADDR",
+        default_value = "127.0.0.1:7432"
+    )]
+    pub http_addr: SocketAddr,
+
     /// The audit signing key (Ed25519 seed, 32 bytes base64, one line, mode 0600). Every
     /// replica must use the same file. Created with a warning when missing, unless
     /// --require-key-file is set; `tucdesk-audit public-key` prints the public key verifiers
@@ -185,6 +194,7 @@ impl std::fmt::Debug for AuditConfig {
             .field("migrate", &self.migrate)
             .field("bus_url", &redact_url(&self.bus_url))
             .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
             .field("key_file", &self.key_file)
             .field("require_key_file", &self.require_key_file)
             .field("auth_url", &self.auth_url)
@@ -212,6 +222,8 @@ mod tests {
         assert_eq!(config.checkpoint_every, 1000);
         assert_eq!(config.checkpoint_interval, Duration::from_secs(60));
         assert_eq!(config.stream.name, "AUDIT");
+        assert_eq!(config.grpc_addr.port(), 7431);
+        assert_eq!(config.http_addr.port(), 7432);
         assert_eq!(config.filter_subject().as_deref(), Some("audit.>"));
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -57,6 +57,15 @@ impl AuditError {
     }
 }
 
+/// The metric label (and HTTP `error`) of a reject reason: its proto name without the prefix,
+/// lowercased.
+pub fn reason_label(reason: RejectReason) -> String {
+    reason
+        .as_str_name()
+        .trim_start_matches("REJECT_REASON_")
+        .to_ascii_lowercase()
+}
+
 impl From<AuditError> for Status {
     fn from(err: AuditError) -> Self {
         let (code, reason) = err.code_and_reason();
@@ -105,6 +114,8 @@ pub enum StartError {
     Metrics(#[from] tucdesk_svc::http::HttpError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("HTTP export server: {0}")]
+    Http(#[source] std::io::Error),
     #[error(transparent)]
     Audit(#[from] AuditError),
 }

@@ -11,7 +11,7 @@ use tucdesk_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use tucdesk_proto::v1::*;
 
 use crate::caller::{AccessVerifier, Caller};
-use crate::error::AuditError;
+use crate::error::{AuditError, reason_label};
 use crate::service::Audit;
 
 /// The AuditService implementation.
@@ -64,14 +64,6 @@ impl AuditGrpc {
             .inc();
         outcome.map(Response::new).map_err(Status::from)
     }
-}
-
-/// The metric label of a reject reason: its proto name without the prefix, lowercased.
-fn reason_label(reason: RejectReason) -> String {
-    reason
-        .as_str_name()
-        .trim_start_matches("REJECT_REASON_")
-        .to_ascii_lowercase()
 }
 
 type GrpcResult<T> = Result<Response<T>, Status>;

@@ -2,16 +2,16 @@
 //! log, with RFC 6962 signed checkpoints, fed by the `AUDIT` JetStream stream every service's
 //! outbox publishes to, and read through AuditService (gRPC) by owners, admins and auditors.
 //!
-//! Library first: [`serve`] runs the consumer, the checkpoint timer and the gRPC API on a
-//! given listener, so tests and `tucdesk-standalone` run the service in-process exactly as
-//! `main.rs` does. See `docs/audit.md`; byte formats are `docs/audit-format.md`.
+//! Library first: [`serve`] runs the consumer, the checkpoint timer, the gRPC API and the HTTP
+//! export on given listeners, so tests and `tucdesk-standalone` run the service in-process
+//! exactly as `main.rs` does. See `docs/audit.md`; byte formats are `docs/audit-format.md`.
 //!
 //! | module | concern |
 //! |---|---|
 //! | [`ingest`], [`append`] | the durable consumer; one transaction per batch, ack after commit |
 //! | [`checkpoint`] | count-, time- and export-triggered signed checkpoints |
 //! | [`convert`] | wire events and entries ↔ `tucdesk_crypto` forms |
-//! | [`caller`], [`grpc`] | access-token verification, the AuditService adapter |
+//! | [`caller`], [`grpc`], [`http`] | access-token verification, the AuditService adapter, the HTTP export (NDJSON, OCSF) |
 //! | [`query`], [`export`], [`proofs`] | the read API |
 //! | [`key`] | the Ed25519 signing key file |
 //! | [`store`] | the service's tables |
@@ -25,6 +25,7 @@ pub use tucdesk_audit_format::convert;
 pub mod error;
 pub mod export;
 pub mod grpc;
+pub mod http;
 pub mod ingest;
 pub mod key;
 pub mod metrics;
@@ -48,20 +49,44 @@ pub use service::{Audit, Backends, MIGRATIONS};
 pub const MAX_GRPC_MESSAGE: usize = 64 * 1024;
 
 /// Runs the whole service until `shutdown`: the consumer and checkpoint timer ([`Ingest`]),
-/// and the gRPC API with its background work ([`serve_api`]). On shutdown the batch in
-/// progress commits and is acknowledged, then the listener closes.
+/// the gRPC API with its background work ([`serve_api`]) on `grpc`, and the HTTP export
+/// ([`serve_http`]) on `http`. On shutdown the batch in progress commits and is acknowledged,
+/// then the listeners close.
 pub async fn serve(
+    audit: Audit,
+    access: AccessVerifier,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let ingest = audit.open_ingest().await?;
+    // A listener that fails stops the rest instead of leaving a half-served replica.
+    let stop_on_error = |served: Result<(), StartError>| {
+        if served.is_err() {
+            shutdown.cancel();
+        }
+        served
+    };
+    let api = serve_api(audit.clone(), access.clone(), grpc, shutdown.clone());
+    let export = serve_http(audit, access, http, shutdown.clone());
+    let (served, served_http, ()) = tokio::join!(
+        async { stop_on_error(api.await) },
+        async { stop_on_error(export.await) },
+        ingest.run(shutdown.clone())
+    );
+    served?;
+    served_http
+}
+
+/// Serves the HTTP export (`GET /v1/audit/export`, [`http`]) on `listener` until `shutdown`.
+/// Its reads are recorded through the outbox that [`serve_api`] delivers.
+pub async fn serve_http(
     audit: Audit,
     access: AccessVerifier,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let ingest = audit.open_ingest().await?;
-    let (served, ()) = tokio::join!(
-        serve_api(audit, access, listener, shutdown.clone()),
-        ingest.run(shutdown)
-    );
-    served
+    http::serve(audit, access, listener, shutdown).await
 }
 
 /// Serves AuditService on `listener` until `shutdown`, with the outbox of the service's own
@@ -75,7 +100,7 @@ pub async fn serve_api(
     let service = grpc::AuditGrpc::new(audit.clone(), access.clone(), shutdown.clone());
     let server = tonic::transport::Server::builder()
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+        .serve_with_incoming_shutdown(tucdesk_svc::net::nodelay_incoming(listener), {
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
         });

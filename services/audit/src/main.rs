@@ -11,7 +11,8 @@ use tucdesk_svc::sql::{Database, PoolSettings};
 
 /// TucDesk audit service: consumes every service's audit events from the AUDIT stream and
 /// appends them to per-team, hash-chained, Ed25519-signed logs with signed RFC 6962
-/// checkpoints; owners, admins and auditors query and export them.
+/// checkpoints; owners, admins and auditors query and export them (gRPC, and NDJSON or OCSF
+/// over HTTP for SIEMs).
 ///
 /// Every flag can also be set through the environment variable shown in its help. Run one or
 /// more replicas against the same database, NATS and key file.
@@ -86,6 +87,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC on {}", config.grpc_addr))?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP export on {}", config.http_addr))?;
     let (audit, access) = build(config.clone()).await?;
     let ops_listener = tucdesk_svc::http::bind(cli.ops.ops_addr).await?;
     let readiness = tucdesk_svc::http::Readiness::new().with_shutdown(shutdown.clone());
@@ -99,11 +103,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ops_router = tucdesk_svc::http::ops_router(audit.metrics().registry().clone(), readiness);
     tracing::info!(
         grpc = %config.grpc_addr,
+        http = %config.http_addr,
         key_id = audit.key().key_id(),
         "tucdesk-audit serving"
     );
     let ops_server = tucdesk_svc::http::serve(ops_listener, ops_router, shutdown.clone());
-    let (served, ops_served) = tokio::join!(serve(audit, access, listener, shutdown), ops_server);
+    let (served, ops_served) = tokio::join!(
+        serve(audit, access, listener, http_listener, shutdown),
+        ops_server
+    );
     served?;
     ops_served?;
     Ok(())

@@ -159,7 +159,8 @@ impl Audit {
         let cursor = paging::cursor(request.page.as_ref(), &fingerprint)?;
         let mut details = filter_details(&filter);
         details.insert("oldest_first".into(), Value::from(request.oldest_first));
-        self.record_access(caller, "audit.query", details).await?;
+        self.record_access(caller, "audit.query", details, &[])
+            .await?;
 
         let mut bounded = filter.clone();
         if let Some(cursor) = cursor.map(|c| i64::try_from(c).unwrap_or(i64::MAX)) {

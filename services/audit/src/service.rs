@@ -151,13 +151,15 @@ impl Audit {
     }
 
     /// Records that `caller` read the log (`audit.query`, `audit.export`): the service's own
-    /// event, through its outbox onto the `AUDIT` stream. A read is refused when it cannot be
+    /// event, through its outbox onto the `AUDIT` stream, with the filter `details` and any
+    /// `extra` context (the HTTP export's format). A read is refused when it cannot be
     /// recorded.
     pub(crate) async fn record_access(
         &self,
         caller: &Caller,
         action: &str,
         details: serde_json::Map<String, serde_json::Value>,
+        extra: &[(&str, serde_json::Value)],
     ) -> Result<(), AuditError> {
         let mut record =
             AuditRecord::new(caller.team_id(), action, ActorKind::User, caller.user_id())
@@ -172,6 +174,9 @@ impl Audit {
         }
         if !details.is_empty() {
             record = record.context("filter", serde_json::Value::Object(details));
+        }
+        for (key, value) in extra {
+            record = record.context(key, value.clone());
         }
         let mut tx = self.inner.db.begin().await?;
         audit_events::record(&mut tx, record).await?;

@@ -25,13 +25,15 @@ pub const RELAY_WS_PORT_OFFSET: u16 = 20;
 pub const RELAY_STUN_PORT_OFFSET: u16 = 21;
 pub const RELAY_ADMIN_PORT_OFFSET: u16 = 22;
 pub const AUDIT_PORT_OFFSET: u16 = 30;
+pub const AUDIT_HTTP_PORT_OFFSET: u16 = 31;
 
 /// Where the stack keeps its state, where it listens and whom it creates on first start.
 ///
 /// Ports: every listener defaults to `--base-port` plus a fixed offset (7400 → ops 7400, auth
 /// gRPC 7401, auth HTTP 7402, rendezvous 7410, rendezvous internal 7411, relay WebSocket 7420,
-/// relay STUN 7421/udp, relay admin 7422, audit gRPC 7430). A per-listener flag overrides its
-/// port; port 0 (or `--base-port 0`) picks a free ephemeral port.
+/// relay STUN 7421/udp, relay admin 7422, audit gRPC 7430, audit HTTP export 7431). A
+/// per-listener flag overrides its port; port 0 (or `--base-port 0`) picks a free ephemeral
+/// port.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StandaloneConfig {
     /// Directory for the databases (the audit log's included), the development keys (the
@@ -88,6 +90,10 @@ pub struct StandaloneConfig {
     #[arg(long, env = "TUCDESK_STANDALONE_AUDIT_PORT")]
     pub audit_port: Option<u16>,
 
+    /// Audit HTTP export port (`GET /v1/audit/export`, NDJSON or OCSF). Default: base + 31.
+    #[arg(long, env = "TUCDESK_STANDALONE_AUDIT_HTTP_PORT")]
+    pub audit_http_port: Option<u16>,
+
     /// Ops HTTP port (`/metrics`, `/healthz`, `/readyz`; loopback only). Default: base + 0.
     #[arg(long, env = "TUCDESK_STANDALONE_OPS_PORT")]
     pub ops_port: Option<u16>,
@@ -129,6 +135,7 @@ pub struct Ports {
     pub relay_stun: u16,
     pub relay_admin: u16,
     pub audit: u16,
+    pub audit_http: u16,
 }
 
 /// A configuration that cannot work.
@@ -161,6 +168,7 @@ impl StandaloneConfig {
             stun_port: None,
             relay_admin_port: None,
             audit_port: None,
+            audit_http_port: None,
             ops_port: None,
             relay_tls_cert: None,
             relay_tls_key: None,
@@ -217,6 +225,7 @@ impl StandaloneConfig {
             relay_stun: port(self.stun_port, RELAY_STUN_PORT_OFFSET)?,
             relay_admin: port(self.relay_admin_port, RELAY_ADMIN_PORT_OFFSET)?,
             audit: port(self.audit_port, AUDIT_PORT_OFFSET)?,
+            audit_http: port(self.audit_http_port, AUDIT_HTTP_PORT_OFFSET)?,
         })
     }
 
@@ -300,7 +309,7 @@ mod tests {
             ),
             (7411, 7420, 7421, 7422)
         );
-        assert_eq!(ports.audit, 7430);
+        assert_eq!((ports.audit, ports.audit_http), (7430, 7431));
         let cli = Cli::try_parse_from(["t", "--base-port", "9000", "--auth-port", "1234"]).unwrap();
         let ports = cli.config.ports().unwrap();
         assert_eq!((ports.auth_grpc, ports.auth_http), (1234, 9002));

@@ -62,6 +62,7 @@ pub struct Addresses {
     pub relay_stun: SocketAddr,
     pub relay_admin: SocketAddr,
     pub audit: SocketAddr,
+    pub audit_http: SocketAddr,
     pub ops: SocketAddr,
 }
 
@@ -80,6 +81,8 @@ pub struct Urls {
     pub stun: String,
     /// The audit service's gRPC (AuditService).
     pub audit: String,
+    /// The audit service's HTTP export (`GET <this>/v1/audit/export`).
+    pub audit_http: String,
 }
 
 type ServiceTask = (&'static str, anyhow::Result<()>);
@@ -148,6 +151,7 @@ impl Standalone {
             relay_stun: listeners.relay.stun.local_addr()?,
             relay_admin: listeners.relay.admin.local_addr()?,
             audit: listeners.audit.local_addr()?,
+            audit_http: listeners.audit_http.local_addr()?,
             ops: listeners.ops.local_addr()?,
         };
         let host = config.url_host();
@@ -163,6 +167,7 @@ impl Standalone {
             relay_ws: format!("{scheme}://{host}:{}/v1/pipe", addresses.relay_ws.port()),
             stun: format!("stun:{host}:{}", addresses.relay_stun.port()),
             audit: format!("http://{host}:{}", addresses.audit.port()),
+            audit_http: format!("http://{host}:{}", addresses.audit_http.port()),
         };
         let wiring = Wiring {
             auth_grpc: addresses.auth_grpc,
@@ -173,6 +178,7 @@ impl Standalone {
             relay_stun: addresses.relay_stun,
             relay_admin: addresses.relay_admin,
             audit: addresses.audit,
+            audit_http: addresses.audit_http,
             auth_url: format!("http://{}", config::dial_addr(addresses.auth_grpc)),
             issuer: urls.issuer.clone(),
             relay_ws_url: urls.relay_ws.clone(),
@@ -408,10 +414,18 @@ async fn start_services(
 
     let access = services::audit_access(wiring).await?;
     tasks.spawn({
-        let (audit, token, listener) = (audit.clone(), shutdown.clone(), listeners.audit);
+        let (audit, access, token) = (audit.clone(), access.clone(), shutdown.clone());
+        let listener = listeners.audit;
         async move {
             let served = tucdesk_audit::serve_api(audit, access, listener, token).await;
             ("audit", served.map_err(anyhow::Error::from))
+        }
+    });
+    tasks.spawn({
+        let (audit, token, listener) = (audit.clone(), shutdown.clone(), listeners.audit_http);
+        async move {
+            let served = tucdesk_audit::serve_http(audit, access, listener, token).await;
+            ("audit HTTP export", served.map_err(anyhow::Error::from))
         }
     });
 

@@ -18,6 +18,7 @@ pub(crate) struct Listeners {
     pub rendezvous_internal: TcpListener,
     pub relay: tucdesk_relay::Listeners,
     pub audit: TcpListener,
+    pub audit_http: TcpListener,
     pub ops: TcpListener,
 }
 
@@ -47,6 +48,7 @@ pub(crate) async fn bind(config: &StandaloneConfig) -> anyhow::Result<Listeners>
             admin: tcp(loopback, ports.relay_admin, "relay admin").await?,
         },
         audit: tcp(host, ports.audit, "audit gRPC").await?,
+        audit_http: tcp(host, ports.audit_http, "the audit HTTP export").await?,
         ops: tcp(loopback, ports.ops, "the ops server").await?,
     })
 }

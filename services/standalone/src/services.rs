@@ -121,6 +121,7 @@ pub struct Wiring {
     pub relay_stun: SocketAddr,
     pub relay_admin: SocketAddr,
     pub audit: SocketAddr,
+    pub audit_http: SocketAddr,
     /// `http://<auth gRPC>` as dialled from this process.
     pub auth_url: String,
     /// `iss` of every token: the public URL of auth's HTTP listener.

@@ -40,6 +40,10 @@ pub fn render(stack: &Standalone) -> String {
         ),
     );
     line(
+        "audit HTTP export",
+        format!("{}/v1/audit/export  (NDJSON; ?format=ocsf)", u.audit_http),
+    );
+    line(
         "audit public key",
         format!(
             "{}  ({})",
