@@ -4,17 +4,19 @@
 //! Runs on the real Postgres, Redis and NATS and on the embedded backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
+use common::Stack;
 use futures::SinkExt as _;
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 use tucdesk_proto::v1::create_session_response::Result as Created;
 use tucdesk_proto::v1::relay_control::Kind;
 use tucdesk_proto::v1::{Frame, RelayControl, SessionKind, Side, frame};
-use tucdesk_testkit::relay_node::{TestRelay, join, next_control, test_config};
-use tucdesk_testkit::{Backend, Deployment, SimAgent, eventually, on_both_backends};
+use tucdesk_testkit::relay_node::{join, next_control};
+use tucdesk_testkit::{Backend, SimAgent, on_both_backends};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -35,40 +37,11 @@ fn output(data: &[u8]) -> Vec<u8> {
 }
 
 async fn a_negotiated_session_flows_over_the_chosen_relay_as_ciphertext(backend: Backend) {
-    let mut dep = Deployment::new(backend).await.unwrap();
-    // The relay node announces itself in this deployment's region, so rendezvous prefers it.
-    let region = dep.config.region.clone().unwrap();
-    dep.config.heartbeat_interval = Duration::from_millis(500);
-    let rdv = dep.replica().await.unwrap();
-    let node_id = format!("relay-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut relay_config = test_config(&node_id);
-    relay_config.region = region;
-    let relay = TestRelay::start(&dep.auth, dep.bus().await.unwrap(), relay_config)
-        .await
-        .unwrap();
-    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
-    let tap = seen.clone();
-    relay.relay.set_tap(Arc::new(move |payload: &[u8]| {
-        tap.lock().unwrap().push(payload.to_vec())
-    }));
-    assert!(
-        eventually(WAIT, || async {
-            rdv.rdv
-                .relays()
-                .pick()
-                .is_some_and(|r| r.node_id == node_id)
-        })
-        .await,
-        "rendezvous never chose the relay from its heartbeats"
-    );
-
-    let owner = dep
-        .team(&format!(
-            "owner-{}@example.com",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ))
-        .await
-        .unwrap();
+    // Auth, a rendezvous replica and a relay node in this deployment's region (so rendezvous
+    // prefers it), with a tap on everything the relay forwards.
+    let stack = Stack::start(backend).await;
+    let (rdv, relay, owner) = (&stack.rdv, &stack.relay, &stack.owner);
+    let node_id = relay.relay.config().node_id.clone();
     let token = rdv.enrollment_token(&owner, &["web"]).await.unwrap();
     let agent = SimAgent::new(tucdesk_testkit::rendezvous::AUDIENCE).unwrap();
     agent
@@ -152,7 +125,7 @@ async fn a_negotiated_session_flows_over_the_chosen_relay_as_ciphertext(backend:
     .unwrap();
     assert!(matches!(frame.kind, Some(frame::Kind::Output(o)) if o.data == PRINTED));
 
-    let seen = seen.lock().unwrap().clone();
+    let seen = stack.seen_by_relay.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for payload in seen.iter() {
         for secret in [TYPED, PRINTED, b"secret-hash".as_slice()] {
@@ -162,9 +135,7 @@ async fn a_negotiated_session_flows_over_the_chosen_relay_as_ciphertext(backend:
             );
         }
     }
-    relay.shut_down();
-    rdv.stop().await;
-    dep.cleanup().await;
+    stack.stop().await;
 }
 
 on_both_backends!(a_negotiated_session_flows_over_the_chosen_relay_as_ciphertext);
