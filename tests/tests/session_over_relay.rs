@@ -42,7 +42,7 @@ async fn a_negotiated_session_flows_over_the_chosen_relay_as_ciphertext(backend:
     let stack = Stack::start(backend).await;
     let (rdv, relay, owner) = (&stack.rdv, &stack.relay, &stack.owner);
     let node_id = relay.relay.config().node_id.clone();
-    let token = rdv.enrollment_token(&owner, &["web"]).await.unwrap();
+    let token = rdv.enrollment_token(owner, &["web"]).await.unwrap();
     let agent = SimAgent::new(tucdesk_testkit::rendezvous::AUDIENCE).unwrap();
     agent
         .enroll(&mut rdv.agent_client(), &token, "web-1", &[])
