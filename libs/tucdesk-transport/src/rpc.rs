@@ -133,3 +133,88 @@ pub fn describe(status: &tonic::Status) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prost::Message as _;
+    use tucdesk_proto::v1::{PolicyDecision, PolicyResult};
+
+    fn status(code: tonic::Code, detail: ErrorDetail) -> tonic::Status {
+        tonic::Status::with_details(code, "fallback", detail.encode_to_vec().into())
+    }
+
+    #[test]
+    fn a_policy_denial_names_its_rule_and_reason_on_one_line() {
+        let denied = status(
+            tonic::Code::PermissionDenied,
+            ErrorDetail {
+                reason: RejectReason::PolicyDenied as i32,
+                message: "the policy refused this session".into(),
+                policy_result: Some(PolicyResult {
+                    decision: PolicyDecision::Deny as i32,
+                    rule: "change-freeze".into(),
+                    reason: "Change freeze until Monday".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        let line = describe(&denied);
+        assert_eq!(
+            line,
+            "policy denied: the policy refused this session (rule \"change-freeze\": Change freeze until Monday)"
+        );
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn retry_hints_and_unreachable_servers_are_said_plainly() {
+        let limited = status(
+            tonic::Code::ResourceExhausted,
+            ErrorDetail {
+                reason: RejectReason::RateLimited as i32,
+                message: "too many attempts".into(),
+                retry_after_ms: 1500,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            describe(&limited),
+            "rate limited: too many attempts; retry in 2 s"
+        );
+        let down = tonic::Status::unavailable("connection refused");
+        assert_eq!(
+            describe(&down),
+            "the server is unreachable (connection refused)"
+        );
+    }
+
+    #[test]
+    fn server_text_cannot_drive_the_terminal() {
+        let hostile = status(
+            tonic::Code::InvalidArgument,
+            ErrorDetail {
+                reason: RejectReason::InvalidArgument as i32,
+                message: "bad\u{1b}]0;pwned\u{7}\nname".into(),
+                ..Default::default()
+            },
+        );
+        let line = describe(&hostile);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_only_for_loopback() {
+        assert!(channel("http://127.0.0.1:7410", None, false).is_ok());
+        assert!(matches!(
+            channel("http://rdv.example.com:443", None, false),
+            Err(RpcSetupError::PlainRemote(_))
+        ));
+        assert!(matches!(
+            channel("ftp://x", None, false),
+            Err(RpcSetupError::BadUrl(_))
+        ));
+    }
+}
