@@ -161,6 +161,22 @@ fn metadata(uid: &str, event_code: &str, sequence: u64, tenant: &str, feature: &
     })
 }
 
+/// The severity of an event: its action's base severity, at least [`Severity::Low`] when it
+/// failed or was denied (the `severity_id` of [`entry_to_ocsf`]).
+pub fn severity_of(event: &AuditEvent) -> Severity {
+    let known = catalogue::lookup(&event.action);
+    let row = known.unwrap_or(&FALLBACK);
+    severity_for(row, &status_of(event, known.is_some()))
+}
+
+fn severity_for(row: &ActionMapping, status: &Status) -> Severity {
+    if *status == Status::Failure {
+        row.severity.max(Severity::Low)
+    } else {
+        row.severity
+    }
+}
+
 /// The OCSF event of a stored entry.
 pub fn entry_to_ocsf(entry: &Entry) -> Value {
     let event = &entry.event;
@@ -168,11 +184,7 @@ pub fn entry_to_ocsf(entry: &Entry) -> Value {
     let row = known.unwrap_or(&FALLBACK);
     let known = known.is_some();
     let status = status_of(event, known);
-    let severity = if status == Status::Failure {
-        row.severity.max(Severity::Low)
-    } else {
-        row.severity
-    };
+    let severity = severity_for(row, &status);
     let mut out = head(
         row.class,
         row.activity,

@@ -14,9 +14,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-/// A principal's role (SPEC §3). `Auditor` is reserved: it is parsed and
-/// ordered so that tokens carrying it can be verified, but it grants no
-/// session rights anywhere yet.
+/// A principal's role (SPEC §3). `Auditor` (`ROLE_AUDITOR` on the wire)
+/// reads the team's audit log and lists agents; it grants no session,
+/// approval or administration rights anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -49,7 +49,7 @@ impl Role {
     /// [`Role::can_grant`]). A total order: owner 50 > admin 40 >
     /// operator 30 > ai_agent 20 > viewer 10 > auditor 0. An AI agent can run
     /// sessions like an operator but ranks below every human who can, so a
-    /// rule requiring `operator` never admits it; the reserved auditor has
+    /// rule requiring `operator` never admits it; the auditor has
     /// no session rights and ranks last.
     pub fn rank(self) -> u8 {
         match self {

@@ -53,6 +53,7 @@ impl Audit {
         for _ in 0..MAX_CHECKPOINT_ATTEMPTS {
             match self.try_checkpoint(team_id).await {
                 Ok(Some((signed, true))) => {
+                    self.inner.log_changed.notify_one();
                     self.inner
                         .metrics
                         .checkpoints

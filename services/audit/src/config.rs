@@ -9,6 +9,7 @@ use tucdesk_svc::bus::StreamSpec;
 use tucdesk_svc::config::parse_duration;
 
 use crate::error::StartError;
+use crate::syslog::{SeverityMode, SyslogFormat, SyslogUrl};
 
 /// Most events taken from the stream and appended in one transaction.
 pub const MAX_BATCH_SIZE: usize = 1000;
@@ -119,6 +120,39 @@ pub struct AuditConfig {
     #[arg(long, env = "TUCDESK_AUDIT_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
 
+    /// Push the live log to a syslog collector: `tcp://host:port` (RFC 6587) or
+    /// `tls://host:port` (RFC 5425), octet-counted RFC 5424 messages, every entry and signed
+    /// checkpoint at least once. Unset: no push (SIEMs can still pull the HTTP export).
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_URL", value_parser = crate::syslog::parse_url)]
+    pub syslog_url: Option<SyslogUrl>,
+
+    /// The message body: `ndjson` (the signed entry line or checkpoint) or `ocsf` (its OCSF
+    /// object).
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_FORMAT", value_enum, default_value_t = SyslogFormat::Ndjson)]
+    pub syslog_format: SyslogFormat,
+
+    /// Extra CA certificates (PEM) trusted for a `tls://` collector, besides the platform's.
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_CA_FILE")]
+    pub syslog_ca_file: Option<PathBuf>,
+
+    /// HOSTNAME of the messages (default: this machine's host name).
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_HOSTNAME")]
+    pub syslog_hostname: Option<String>,
+
+    /// Syslog facility: a name (`local0`) or code (0..=23).
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_FACILITY", default_value = "local0", value_parser = crate::syslog::parse_facility)]
+    pub syslog_facility: u8,
+
+    /// Syslog severity: `ocsf` (from the entry's OCSF severity: info, notice, warning, err)
+    /// or a fixed one for every message (`notice`, or a code 0..=7).
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_SEVERITY", default_value = "ocsf", value_parser = crate::syslog::parse_severity)]
+    pub syslog_severity: SeverityMode,
+
+    /// Start each message body with the UTF-8 byte order mark, as RFC 5424 asks of UTF-8
+    /// messages; turn off for collectors that parse the body as JSON without stripping it.
+    #[arg(long, env = "TUCDESK_AUDIT_SYSLOG_BOM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub syslog_bom: bool,
+
     /// The stream consumed (tests use streams of their own; production keeps `AUDIT`).
     #[arg(skip = tucdesk_svc::audit_events::audit_stream())]
     pub stream: StreamSpec,
@@ -175,6 +209,16 @@ impl AuditConfig {
         {
             return bad("consumer name must be 1..=64 of [A-Za-z0-9_-]");
         }
+        if self.syslog_ca_file.is_some() && !self.syslog_url.as_ref().is_some_and(|url| url.tls) {
+            return bad("syslog-ca-file needs a tls:// syslog-url");
+        }
+        if let Some(name) = &self.syslog_hostname
+            && (name.is_empty()
+                || name.len() > crate::syslog::message::MAX_HOSTNAME_LEN
+                || !name.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return bad("syslog-hostname must be 1..=255 printable ASCII characters");
+        }
         Ok(())
     }
 }
@@ -206,6 +250,16 @@ impl std::fmt::Debug for AuditConfig {
             .field("ack_wait", &self.ack_wait)
             .field("checkpoint_every", &self.checkpoint_every)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field(
+                "syslog_url",
+                &self.syslog_url.as_ref().map(ToString::to_string),
+            )
+            .field("syslog_format", &self.syslog_format)
+            .field("syslog_ca_file", &self.syslog_ca_file)
+            .field("syslog_hostname", &self.syslog_hostname)
+            .field("syslog_facility", &self.syslog_facility)
+            .field("syslog_severity", &self.syslog_severity)
+            .field("syslog_bom", &self.syslog_bom)
             .field("stream", &self.stream.name)
             .finish()
     }
@@ -240,5 +294,25 @@ mod tests {
         let mut config = AuditConfig::embedded("sqlite::memory:", "memory://");
         config.consumer_name = "a.b".into();
         assert!(config.check().is_err());
+        let mut config = AuditConfig::embedded("sqlite::memory:", "memory://");
+        config.syslog_url = Some("tcp://127.0.0.1:514".parse().unwrap_or_else(|_| panic!()));
+        config.syslog_ca_file = Some("ca.pem".into());
+        assert!(
+            config.check().is_err(),
+            "a CA file without TLS is a mistake"
+        );
+        let mut config = AuditConfig::embedded("sqlite::memory:", "memory://");
+        config.syslog_hostname = Some("two words".into());
+        assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn syslog_push_is_off_by_default_and_defaults_to_local0_and_ocsf_severity() {
+        let config = AuditConfig::embedded("sqlite::memory:", "memory://");
+        assert!(config.syslog_url.is_none());
+        assert_eq!(config.syslog_format, SyslogFormat::Ndjson);
+        assert_eq!(config.syslog_facility, 16);
+        assert_eq!(config.syslog_severity, SeverityMode::Ocsf);
+        assert!(config.syslog_bom);
     }
 }

@@ -110,6 +110,9 @@ impl Audit {
         }
         let oldest = events.iter().map(|e| e.occurred_at).min();
         let outcome = self.append_with_retries(&events, &dead, oldest).await?;
+        if outcome.appended > 0 || outcome.checkpoints > 0 {
+            self.inner.log_changed.notify_one();
+        }
         metrics.batches.with_label_values(&["committed"]).inc();
         metrics.appended.inc_by(outcome.appended);
         metrics.duplicates.inc_by(outcome.duplicates);

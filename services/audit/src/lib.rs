@@ -15,6 +15,7 @@
 //! | [`query`], [`export`], [`proofs`] | the read API |
 //! | [`key`] | the Ed25519 signing key file |
 //! | [`store`] | the service's tables |
+//! | [`syslog`] | the optional push of entries and checkpoints to a syslog collector (RFC 5424 over TCP or TLS) |
 #![forbid(unsafe_code)]
 
 pub mod append;
@@ -34,6 +35,7 @@ pub mod proofs;
 pub mod query;
 pub mod service;
 pub mod store;
+pub mod syslog;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,8 +51,9 @@ pub use service::{Audit, Backends, MIGRATIONS};
 pub const MAX_GRPC_MESSAGE: usize = 64 * 1024;
 
 /// Runs the whole service until `shutdown`: the consumer and checkpoint timer ([`Ingest`]),
-/// the gRPC API with its background work ([`serve_api`]) on `grpc`, and the HTTP export
-/// ([`serve_http`]) on `http`. On shutdown the batch in progress commits and is acknowledged,
+/// the gRPC API with its background work ([`serve_api`]) on `grpc`, the HTTP export
+/// ([`serve_http`]) on `http`, and the syslog push when `--syslog-url` is set
+/// ([`syslog::SyslogPusher`]). On shutdown the batch in progress commits and is acknowledged,
 /// then the listeners close.
 pub async fn serve(
     audit: Audit,
@@ -60,6 +63,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let ingest = audit.open_ingest().await?;
+    let pusher = audit.syslog_pusher()?;
     // A listener that fails stops the rest instead of leaving a half-served replica.
     let stop_on_error = |served: Result<(), StartError>| {
         if served.is_err() {
@@ -69,10 +73,16 @@ pub async fn serve(
     };
     let api = serve_api(audit.clone(), access.clone(), grpc, shutdown.clone());
     let export = serve_http(audit, access, http, shutdown.clone());
-    let (served, served_http, ()) = tokio::join!(
+    let push = async {
+        if let Some(pusher) = pusher {
+            pusher.run(shutdown.clone()).await;
+        }
+    };
+    let (served, served_http, (), ()) = tokio::join!(
         async { stop_on_error(api.await) },
         async { stop_on_error(export.await) },
-        ingest.run(shutdown.clone())
+        ingest.run(shutdown.clone()),
+        push
     );
     served?;
     served_http

@@ -28,6 +28,15 @@ pub struct AuditMetrics {
     pub checkpoint_age_seconds: IntGauge,
     /// AuditService calls by method and outcome (`ok` or the reject reason).
     pub requests: IntCounterVec,
+    /// Messages pushed to the syslog collector (and confirmed), by kind: `entry`,
+    /// `checkpoint`.
+    pub syslog_pushed: IntCounterVec,
+    /// Failed syslog push passes, by stage: `connect`, `tls`, `write`, `closed`, `database`.
+    pub syslog_errors: IntCounterVec,
+    /// Entries appended but not yet pushed to the syslog collector, over every team.
+    pub syslog_lag: IntGauge,
+    /// 1 while this replica holds the syslog lease and a connection to the collector.
+    pub syslog_connected: IntGauge,
 }
 
 impl AuditMetrics {
@@ -76,6 +85,24 @@ impl AuditMetrics {
             checkpoint_age_seconds: metrics.gauge(
                 "tucdesk_audit_checkpoint_age_seconds",
                 "Oldest last-checkpoint age among teams with uncheckpointed entries.",
+            )?,
+            syslog_pushed: metrics.counter_vec(
+                "tucdesk_audit_syslog_pushed_total",
+                "Messages pushed to the syslog collector and confirmed, by kind.",
+                "kind",
+            )?,
+            syslog_errors: metrics.counter_vec(
+                "tucdesk_audit_syslog_errors_total",
+                "Failed syslog push passes by stage (connect, tls, write, closed, database).",
+                "stage",
+            )?,
+            syslog_lag: metrics.gauge(
+                "tucdesk_audit_syslog_lag_entries",
+                "Entries appended but not yet pushed to the syslog collector.",
+            )?,
+            syslog_connected: metrics.gauge(
+                "tucdesk_audit_syslog_connected",
+                "1 while this replica pushes to a connected syslog collector.",
             )?,
             requests,
             metrics,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tucdesk_proto::v1::ActorKind;
 use tucdesk_svc::audit_events::{self, AuditRecord};
 use tucdesk_svc::bus::Bus;
@@ -69,6 +69,9 @@ pub(crate) struct Inner {
     pub outbox: OutboxPublisher,
     pub export_slots: Arc<Semaphore>,
     pub proof_slots: Arc<Semaphore>,
+    /// Woken when this replica appended entries or signed a checkpoint (the syslog pusher
+    /// waits on it between polls).
+    pub log_changed: Notify,
 }
 
 impl Audit {
@@ -105,6 +108,7 @@ impl Audit {
                 outbox: OutboxPublisher::new(backends.db.clone(), backends.bus.clone()),
                 export_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_EXPORTS)),
                 proof_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROOFS)),
+                log_changed: Notify::new(),
                 db: backends.db,
                 bus: backends.bus,
                 config,

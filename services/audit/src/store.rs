@@ -2,13 +2,15 @@
 //!
 //! Every read that serves a caller filters by `team_id` from verified claims. The append-only
 //! tables are only ever inserted into and selected from here; no UPDATE or DELETE statement
-//! on them exists in this crate.
+//! on them exists in this crate (the syslog push's cursor and lease, [`syslog`], are not part
+//! of the log and are updated in place).
 
 pub mod checkpoints;
 pub mod entries;
 pub mod heads;
 pub mod keys;
 pub mod rejected;
+pub mod syslog;
 
 use tucdesk_crypto::merkle::{HASH_LEN, Hash, SIGNATURE_LEN};
 

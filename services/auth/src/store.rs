@@ -27,8 +27,7 @@ pub fn role_to_proto(role: Role) -> tucdesk_proto::v1::Role {
         Role::Operator => P::Operator,
         Role::Viewer => P::Viewer,
         Role::AiAgent => P::AiAgent,
-        // Not on the v1 wire yet (arrives with the audit service); shown as unspecified.
-        Role::Auditor => P::Unspecified,
+        Role::Auditor => P::Auditor,
     }
 }
 
@@ -283,6 +282,20 @@ mod tests {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
         assert!(normalize_email(&format!("{}@x.org", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn every_role_has_a_wire_value_of_its_own() {
+        let wire: std::collections::BTreeSet<i32> = Role::ALL
+            .into_iter()
+            .map(|role| role_to_proto(role) as i32)
+            .collect();
+        assert_eq!(wire.len(), Role::ALL.len());
+        assert!(!wire.contains(&(tucdesk_proto::v1::Role::Unspecified as i32)));
+        assert_eq!(
+            role_to_proto(Role::Auditor),
+            tucdesk_proto::v1::Role::Auditor
+        );
     }
 
     #[test]

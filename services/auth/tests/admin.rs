@@ -479,6 +479,75 @@ async fn admins_cannot_create_raise_or_touch_owners(t: TestAuth) {
     t.stop().await;
 }
 
+async fn admins_make_auditors_who_log_in_as_auditors_and_administer_nothing(t: TestAuth) {
+    let boss = owner(&t).await;
+    let admin = member(&t, &boss, "admin@acme.example", Role::Admin).await;
+    // An admin grants the auditor role (only owners manage owners; auditor is not owner).
+    let auditor = member(&t, &admin, "auditor@acme.example", Role::Auditor).await;
+
+    // The token auth signs at login carries the role.
+    let thumbprint = auditor.device.public_key().jwk_thumbprint();
+    let claims = t
+        .auth
+        .verifier()
+        .verify_access(
+            &auditor.tokens.access_token,
+            tucdesk_token::unix_now(),
+            tucdesk_token::RequireCnf::Thumbprint(&thumbprint),
+        )
+        .unwrap();
+    assert_eq!(claims.role, tucdesk_token::Role::Auditor);
+    assert_eq!(claims.sub, auditor.user_id);
+    let me = t
+        .client
+        .clone()
+        .who_am_i(authed(WhoAmIRequest {}, &auditor))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.user.unwrap().role, Role::Auditor as i32);
+    assert_eq!(
+        get(&t, &boss, &auditor.user_id).await.unwrap().role,
+        Role::Auditor as i32
+    );
+    let created = audit_events(&t)
+        .await
+        .into_iter()
+        .find(|e| {
+            e.action == "auth.user_created" && e.target == format!("user:{}", auditor.user_id)
+        })
+        .expect("auth.user_created recorded");
+    assert!(
+        created.context_json.contains("\"role\":\"auditor\""),
+        "{}",
+        created.context_json
+    );
+
+    // Auditors administer nothing.
+    let err = create(&t, &auditor, "v@acme.example", Role::Viewer)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), RejectReason::PermissionDenied);
+    assert_denied(
+        get(&t, &auditor, &boss.user_id).await,
+        RejectReason::PermissionDenied,
+    );
+    let err = list(&t, &auditor, 0, "", "", false).await.unwrap_err();
+    assert_eq!(reason(&err), RejectReason::PermissionDenied);
+
+    // A role change to auditor, by an admin, and back.
+    let op = member(&t, &boss, "op@acme.example", Role::Operator).await;
+    let changed = set_role(&t, &admin, &op.user_id, Role::Auditor)
+        .await
+        .unwrap();
+    assert_eq!(changed.role, Role::Auditor as i32);
+    let back = set_role(&t, &boss, &op.user_id, Role::Operator)
+        .await
+        .unwrap();
+    assert_eq!(back.role, Role::Operator as i32);
+    t.stop().await;
+}
+
 async fn nobody_changes_their_own_role_or_account(t: TestAuth) {
     let boss = owner(&t).await;
     let admin = member(&t, &boss, "admin@acme.example", Role::Admin).await;
@@ -772,6 +841,7 @@ on_both_engines!(
     a_stolen_access_token_cannot_disable_a_user,
     a_proof_for_another_target_or_parameter_is_refused,
     admins_cannot_create_raise_or_touch_owners,
+    admins_make_auditors_who_log_in_as_auditors_and_administer_nothing,
     nobody_changes_their_own_role_or_account,
     the_last_enabled_owner_cannot_be_removed,
     a_foreign_team_user_is_not_found,

@@ -21,13 +21,24 @@ use crate::store::{paging, sessions, timestamp};
 pub const TAG_METHOD: &str = tucdesk_crypto::proof_scopes::TAG_AGENT;
 pub const REVOKE_METHOD: &str = "/tucdesk.v1.OperatorService/RevokeAgent";
 
-/// Roles that may see agents.
+/// Roles that may read sessions and approval requests (their own, or the team's for admins).
 pub const READERS: &[Role] = &[
     Role::Owner,
     Role::Admin,
     Role::Operator,
     Role::Viewer,
     Role::AiAgent,
+];
+/// Roles that may list and read agents: the [`READERS`] and auditors, read-only, so that the
+/// `agent:<id>` targets of the audit log have names. Auditors see no sessions or approvals
+/// here (the audit log records them) and open, approve and administer nothing.
+pub const AGENT_READERS: &[Role] = &[
+    Role::Owner,
+    Role::Admin,
+    Role::Operator,
+    Role::Viewer,
+    Role::AiAgent,
+    Role::Auditor,
 ];
 /// Roles that administer agents.
 pub const ADMINS: &[Role] = &[Role::Owner, Role::Admin];
@@ -105,7 +116,7 @@ impl Rendezvous {
         request: &Request<ListAgentsRequest>,
     ) -> Result<ListAgentsResponse, RendezvousError> {
         let caller = self.caller(request).await?;
-        caller.require(READERS)?;
+        caller.require(AGENT_READERS)?;
         let body = request.get_ref();
         if body.tags.len() > MAX_TAG_FILTERS {
             return Err(RendezvousError::InvalidArgument(
@@ -225,7 +236,7 @@ impl Rendezvous {
         request: &Request<GetAgentRequest>,
     ) -> Result<Agent, RendezvousError> {
         let caller = self.caller(request).await?;
-        caller.require(READERS)?;
+        caller.require(AGENT_READERS)?;
         let agent_id = &request.get_ref().agent_id;
         check_agent_id(agent_id)?;
         let agent = agents::find_in_team(self.db(), caller.team_id(), agent_id)

@@ -299,8 +299,10 @@ impl Rendezvous {
         let refused = |message: &'static str| {
             RendezvousError::refused(RejectReason::ApproverNotAllowed, message)
         };
-        if !caller.is_human_user() {
-            return Err(refused("only a person may decide approvals"));
+        if !caller.may_decide_approvals() {
+            return Err(refused(
+                "only a person with a role that approves may decide approvals",
+            ));
         }
         if row.requester_id == caller.user_id() {
             self.audit_alone(
@@ -502,7 +504,7 @@ fn may_decide(caller: &Caller, approval: &Approval) -> bool {
         .as_ref()
         .map(|r| r.user_id.as_str())
         .unwrap_or_default();
-    caller.is_human_user()
+    caller.may_decide_approvals()
         && requester != caller.user_id()
         && approval
             .approver_roles

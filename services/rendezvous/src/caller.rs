@@ -70,6 +70,12 @@ impl Caller {
         self.principal == PrincipalKind::User && self.role() != Role::AiAgent
     }
 
+    /// Whether the caller may decide approval requests at all (the request's approver roles
+    /// decide the rest): a human, and not an auditor, who only reads.
+    pub fn may_decide_approvals(&self) -> bool {
+        self.is_human_user() && self.role() != Role::Auditor
+    }
+
     /// Refuses callers whose role is not in `allowed`.
     pub fn require(&self, allowed: &[Role]) -> Result<(), RendezvousError> {
         if allowed.contains(&self.role()) {
@@ -164,7 +170,7 @@ pub fn wire_role(role: Role) -> WireRole {
         Role::Operator => WireRole::Operator,
         Role::Viewer => WireRole::Viewer,
         Role::AiAgent => WireRole::AiAgent,
-        Role::Auditor => WireRole::Unspecified,
+        Role::Auditor => WireRole::Auditor,
     }
 }
 
@@ -343,5 +349,24 @@ mod tests {
         let agent = caller("user-1", Some("sessions:exec"), Some("client-1"));
         assert_eq!(agent.support_code_id(), None);
         assert_eq!(agent.identity().client_id, "client-1");
+    }
+
+    #[test]
+    fn auditors_read_agents_but_open_approve_and_administer_nothing() {
+        let mut auditor = caller("user-a", None, None);
+        auditor.claims.role = Role::Auditor;
+        assert_eq!(wire_role(Role::Auditor), WireRole::Auditor);
+        assert!(auditor.is_human_user());
+        assert!(!auditor.may_decide_approvals());
+        assert!(!auditor.is_admin());
+        assert!(auditor.require(crate::agents_api::AGENT_READERS).is_ok());
+        assert!(auditor.require(crate::agents_api::READERS).is_err());
+        assert!(auditor.require(crate::agents_api::ADMINS).is_err());
+        let viewer = caller("user-v", None, None);
+        assert!(viewer.may_decide_approvals());
+        // Every role has a wire value of its own.
+        let wire: std::collections::BTreeSet<i32> =
+            Role::ALL.into_iter().map(|r| wire_role(r) as i32).collect();
+        assert_eq!(wire.len(), Role::ALL.len());
     }
 }

@@ -47,8 +47,9 @@ pub struct TeamPolicy {
     pub version: u64,
 }
 
-/// The policy crate's role for a token role (the reserved auditor has no session rights and
-/// is evaluated as a viewer, the least privileged role a rule can name).
+/// The policy crate's role for a token role (the auditor has no session rights — it is
+/// refused before policy — and is evaluated as a viewer, the least privileged role a rule can
+/// name, where policy is explained for it).
 pub fn policy_role(role: Role) -> tucdesk_policy::Role {
     match role {
         Role::Owner => tucdesk_policy::Role::Owner,

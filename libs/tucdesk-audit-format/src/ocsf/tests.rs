@@ -288,6 +288,28 @@ fn outcome_and_policy_set_status_and_failures_raise_severity() {
 }
 
 #[test]
+fn severity_of_is_the_severity_id_of_the_ocsf_object() {
+    for (action, context) in [
+        ("auth.login", json!({ "outcome": "success" })),
+        ("auth.login_failed", json!({ "outcome": "failure" })),
+        ("policy.decision", json!({ "outcome": "denied" })),
+        ("auth.refresh_reused", json!({ "outcome": "denied" })),
+        (
+            "approval.self_approval_refused",
+            json!({ "outcome": "denied" }),
+        ),
+        ("exec.command", json!({})),
+    ] {
+        let e = event(action, context);
+        assert_eq!(
+            json!(severity_of(&e).id()),
+            entry_to_ocsf(&entry(e))["severity_id"],
+            "{action}"
+        );
+    }
+}
+
+#[test]
 fn context_lands_in_ocsf_attributes_and_the_rest_in_unmapped() {
     let mut e = event(
         "policy.decision",

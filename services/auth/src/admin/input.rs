@@ -30,11 +30,13 @@ pub(super) fn person_role(value: i32) -> Result<Role, AuthError> {
         Ok(P::Admin) => Ok(Role::Admin),
         Ok(P::Operator) => Ok(Role::Operator),
         Ok(P::Viewer) => Ok(Role::Viewer),
+        // Reads the audit log only; who may grant it is `Role::can_grant` (owners, admins).
+        Ok(P::Auditor) => Ok(Role::Auditor),
         Ok(P::AiAgent) => Err(AuthError::InvalidArgument(
             "role ai_agent belongs to OAuth clients, not to people".into(),
         )),
         Ok(P::Unspecified) | Err(_) => Err(AuthError::InvalidArgument(
-            "role must be one of owner, admin, operator, viewer".into(),
+            "role must be one of owner, admin, operator, viewer, auditor".into(),
         )),
     }
 }
@@ -136,6 +138,7 @@ mod tests {
     fn people_get_people_roles_only() {
         use tucdesk_proto::v1::Role as P;
         assert_eq!(person_role(P::Admin as i32).unwrap(), Role::Admin);
+        assert_eq!(person_role(P::Auditor as i32).unwrap(), Role::Auditor);
         for bad in [P::Unspecified as i32, P::AiAgent as i32, 99, -1] {
             assert!(person_role(bad).is_err(), "{bad}");
         }
