@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Builds go outside the clone by default so every checkout (and CI) reuses one cache.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tucdesk/target
 
-.PHONY: help build test lint fmt bench bench-rendezvous bench-relay bench-ssh deps demo
+.PHONY: help build test lint fmt bench bench-rendezvous bench-relay bench-ssh bench-audit deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -14,6 +14,8 @@ build: ## Build every crate, tests and benches included
 
 test: ## Run every test against the real Postgres, Redis and NATS on this machine
 	$(CARGO) test --workspace --no-fail-fast
+	@# The 100 000-entry audit export roundtrip, at full size (optimised: ~1 min, not ~20).
+	$(CARGO) test --release -p tucdesk-audit --test roundtrip
 
 lint: deps ## Formatting, clippy with warnings as errors, duplicate dependencies
 	$(CARGO) fmt --all -- --check
@@ -39,6 +41,10 @@ bench-ssh: ## TucDesk sessions vs OpenSSH on loopback, release: setup, keystroke
 	$(CARGO) build --release -p tucdesk-bench -p tucdesk-standalone -p tucdesk-agent -p tucdesk-viewer
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3 --lean-shell
+
+bench-audit: ## Audit log load tool, release: entries appended per second on Postgres and SQLite (batch 1, 100, 1000), export verification speed
+	$(CARGO) build --release -p tucdesk-bench
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench audit --entries 20000 --seconds 10 --export-entries 100000
 
 deps: ## Fail if a crate appears in two versions that is not on the upstream allowlist
 	@.ci/check-duplicates

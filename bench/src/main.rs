@@ -3,9 +3,11 @@
 //! Every run is bounded in time (at most [`MAX_SECONDS`]) and talks only to in-process services,
 //! the local databases and, for `agent-load` and `relay`, a `tucdesk-rendezvous` or
 //! `tucdesk-relay` child process on loopback; `ssh` runs a `tucdesk-standalone` stack, a
-//! `tucdesk-agent` and a throwaway `sshd` as child processes, all on loopback.
+//! `tucdesk-agent` and a throwaway `sshd` as child processes, all on loopback; `audit` runs the
+//! audit service in-process on the local Postgres (a scratch schema) and a SQLite temp file.
 
 mod agent_load;
+mod audit;
 mod child;
 mod phase;
 mod probe;
@@ -127,6 +129,25 @@ enum Command {
         #[arg(long)]
         lean_shell: bool,
     },
+    /// Audit log entries appended per second through the audit service's append path
+    /// (`Audit::append_deliveries`: hash, Ed25519 signature, Merkle accumulator, checkpoints,
+    /// one transaction per batch) on Postgres (a scratch schema in the test database) and
+    /// SQLite (a temp file) at batch sizes 1, 100 and 1000; then entries per second of the
+    /// offline export verifier (`verify_export`).
+    Audit {
+        /// Most entries appended per cell at batch sizes 100 and 1000 (batch 1: a tenth).
+        #[arg(long, default_value_t = 20_000)]
+        entries: usize,
+        /// Most seconds per cell; a cell stops at whichever limit comes first.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Entries in the export that is verified (with a checkpoint every 10 000).
+        #[arg(long, default_value_t = 100_000)]
+        export_entries: usize,
+        /// Which databases to measure.
+        #[arg(long, value_enum, default_value = "both")]
+        database: audit::Databases,
+    },
 }
 
 #[tokio::main]
@@ -191,6 +212,20 @@ async fn main() -> anyhow::Result<()> {
                 file_mb,
                 streams,
                 lean_shell,
+            }))
+            .await
+        }
+        Command::Audit {
+            entries,
+            seconds,
+            export_entries,
+            database,
+        } => {
+            interruptible(audit::run(audit::Options {
+                databases: database,
+                entries,
+                limit: bounded(seconds)?,
+                export_entries,
             }))
             .await
         }

@@ -132,6 +132,28 @@ pub fn descendants_named(pid: u32, name: &str) -> anyhow::Result<Vec<u32>> {
     Ok(found)
 }
 
+/// Every process on the machine whose command name is `name` (processes that vanish while
+/// scanning are skipped).
+pub fn processes_named(name: &str) -> anyhow::Result<Vec<u32>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("listing /proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        if comm.trim_end_matches('\n') == name {
+            found.push(pid);
+        }
+    }
+    Ok(found)
+}
+
 /// CPU a process used over a wall-clock window.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuWindow {

@@ -4,22 +4,18 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Fixture, Running, event, team};
-use tokio_util::sync::CancellationToken;
+use common::{Api, Fixture, event, req, team};
 use tonic::Code;
 use tonic::transport::Channel;
-use tucdesk_audit::AccessVerifier;
 use tucdesk_audit::convert::{checkpoint_from_proto, entry_from_proto};
-use tucdesk_crypto::Identity;
 use tucdesk_crypto::audit::verify_chain;
 use tucdesk_crypto::merkle::{Hash, leaf_hash, root, verify_consistency, verify_inclusion};
 use tucdesk_proto::v1 as pb;
 use tucdesk_proto::v1::audit_service_client::AuditServiceClient;
 use tucdesk_testkit::{Backend, on_both_backends};
-use tucdesk_token::{AccessClaims, Cnf, KeySet, Role, TokenIssuer, TokenVerifier};
+use tucdesk_token::Role;
 
 on_both_backends!(
     query_returns_only_the_callers_team_honouring_filters_and_paging,
@@ -29,91 +25,8 @@ on_both_backends!(
     pages_of_large_entries_stop_below_the_message_limit,
 );
 
-const ISS: &str = "https://auth.audit.test";
-const AUD: &str = "tucdesk";
 /// occurred_at of the first test event.
 const BASE_MS: u64 = 1_767_225_600_000;
-
-struct Api {
-    f: Fixture,
-    running: Running,
-    addr: SocketAddr,
-    issuer: TokenIssuer,
-    shutdown: CancellationToken,
-}
-
-impl Api {
-    async fn start(f: Fixture) -> Self {
-        let issuer = TokenIssuer::new(ISS, "k1", Identity::generate().unwrap()).unwrap();
-        let keys = KeySet::from_keys([(issuer.kid().to_owned(), issuer.public_key())]).unwrap();
-        let access = AccessVerifier::fixed(TokenVerifier::new(keys, ISS, AUD));
-        let running = f.start().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(tucdesk_audit::serve_api(
-            running.audit.clone(),
-            access,
-            listener,
-            shutdown.clone(),
-        ));
-        Self {
-            f,
-            running,
-            addr,
-            issuer,
-            shutdown,
-        }
-    }
-
-    fn token_with(&self, team: &str, role: Role, cnf: bool) -> String {
-        let now = tucdesk_token::unix_now();
-        let claims = AccessClaims {
-            iss: ISS.into(),
-            sub: format!("user-{}", role.as_str()),
-            aud: AUD.into(),
-            team_id: team.into(),
-            email: Some("reader@example.com".into()),
-            role,
-            iat: now,
-            exp: now + 300,
-            nbf: None,
-            jti: tucdesk_token::new_jti().unwrap(),
-            cnf: cnf.then(|| Cnf::jkt("device-thumbprint")),
-            client_id: None,
-            scp: None,
-            kinds: None,
-        };
-        self.issuer.issue_access(&claims).unwrap()
-    }
-
-    fn token(&self, team: &str, role: Role) -> String {
-        self.token_with(team, role, true)
-    }
-
-    async fn client(&self) -> AuditServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        AuditServiceClient::new(channel)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.running.stop().await;
-        self.f.cleanup().await;
-    }
-}
-
-fn req<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 async fn query(
     client: &mut AuditServiceClient<Channel>,

@@ -1,9 +1,11 @@
 //! A test deployment of the audit service: its database (a fresh Postgres schema or a SQLite
 //! file), a bus (the machine's NATS or an in-process bus) with a stream and subjects of its
 //! own, and a signing key; producers are simulated by publishing `tucdesk.v1.AuditEvent`s to
-//! the stream exactly as the outbox publisher does.
+//! the stream exactly as the outbox publisher does. [`Api`] adds the gRPC API in front of a
+//! running replica, with an issuer of access tokens it trusts.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +13,18 @@ use bytes::Bytes;
 use prost::Message as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use tucdesk_audit::store::entries::{self, EntryFilter};
-use tucdesk_audit::{Audit, AuditConfig, AuditKey, Backends, MIGRATIONS};
+use tucdesk_audit::{AccessVerifier, Audit, AuditConfig, AuditKey, Backends, MIGRATIONS};
+use tucdesk_crypto::Identity;
 use tucdesk_crypto::audit::Entry;
 use tucdesk_proto::v1 as pb;
+use tucdesk_proto::v1::audit_service_client::AuditServiceClient;
 use tucdesk_svc::bus::{Bus, Headers, MemoryBus, NatsBus, StreamSpec};
 use tucdesk_svc::sql::{Database, PoolSettings};
 use tucdesk_svc::testing::{TestPostgres, nats_url, unique_name};
 use tucdesk_testkit::Backend;
+use tucdesk_token::{AccessClaims, Cnf, KeySet, Role, TokenIssuer, TokenVerifier};
 
 /// How long a test waits for events to settle in the log.
 pub const SETTLE: Duration = Duration::from_secs(20);
@@ -245,4 +251,92 @@ pub fn event(team: &str, action: &str, actor: &str) -> pb::AuditEvent {
         policy_result: None,
         context_json: r#"{"outcome":"success","bytes":12.5,"argv":["ls","-l"]}"#.to_owned(),
     }
+}
+
+/// `iss` and `aud` of the access tokens [`Api`] issues and its replica accepts.
+pub const ISS: &str = "https://auth.audit.test";
+pub const AUD: &str = "tucdesk";
+
+/// A replica's ingest loop and gRPC API on a loopback port, trusting tokens from `issuer`.
+pub struct Api {
+    pub f: Fixture,
+    pub running: Running,
+    pub addr: SocketAddr,
+    pub issuer: TokenIssuer,
+    shutdown: CancellationToken,
+}
+
+impl Api {
+    pub async fn start(f: Fixture) -> Self {
+        let issuer = TokenIssuer::new(ISS, "k1", Identity::generate().unwrap()).unwrap();
+        let keys = KeySet::from_keys([(issuer.kid().to_owned(), issuer.public_key())]).unwrap();
+        let access = AccessVerifier::fixed(TokenVerifier::new(keys, ISS, AUD));
+        let running = f.start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(tucdesk_audit::serve_api(
+            running.audit.clone(),
+            access,
+            listener,
+            shutdown.clone(),
+        ));
+        Self {
+            f,
+            running,
+            addr,
+            issuer,
+            shutdown,
+        }
+    }
+
+    pub fn token_with(&self, team: &str, role: Role, cnf: bool) -> String {
+        let now = tucdesk_token::unix_now();
+        let claims = AccessClaims {
+            iss: ISS.into(),
+            sub: format!("user-{}", role.as_str()),
+            aud: AUD.into(),
+            team_id: team.into(),
+            email: Some("reader@example.com".into()),
+            role,
+            iat: now,
+            exp: now + 300,
+            nbf: None,
+            jti: tucdesk_token::new_jti().unwrap(),
+            cnf: cnf.then(|| Cnf::jkt("device-thumbprint")),
+            client_id: None,
+            scp: None,
+            kinds: None,
+        };
+        self.issuer.issue_access(&claims).unwrap()
+    }
+
+    /// A device-bound access token of `team` with `role`.
+    pub fn token(&self, team: &str, role: Role) -> String {
+        self.token_with(team, role, true)
+    }
+
+    pub async fn client(&self) -> AuditServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AuditServiceClient::new(channel)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.stop().await;
+        self.f.cleanup().await;
+    }
+}
+
+/// `message` with `token` as its bearer credential.
+pub fn req<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
