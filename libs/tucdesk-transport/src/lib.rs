@@ -14,8 +14,10 @@
 pub mod channel;
 pub mod proofs;
 pub mod rpc;
-pub mod tls;
 pub mod ws;
+
+/// TLS client settings (the `tucdesk-tls` crate).
+pub use tucdesk_tls as tls;
 
 use async_trait::async_trait;
 use tucdesk_proto::v1::Path;

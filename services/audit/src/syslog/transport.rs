@@ -1,14 +1,10 @@
-//! Connections to the collector: plain TCP, or TLS with rustls (ring provider) trusting the
-//! platform roots plus an optional CA file — the approach of
-//! `tucdesk_transport::tls::client_config`, kept here so the audit service does not depend on
-//! the session transport. Also the reconnect backoff.
+//! Connections to the collector: plain TCP, or TLS with the client settings every TucDesk
+//! client uses (`tucdesk-tls`: ring, the platform roots plus an optional CA file). Also the
+//! reconnect backoff.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -19,8 +15,6 @@ use super::SyslogUrl;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one batch to be written and flushed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest CA file read.
-pub const MAX_CA_FILE_LEN: u64 = 1024 * 1024;
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`], each draw jittered.
 pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
@@ -58,59 +52,7 @@ impl TransportError {
     }
 }
 
-/// Why the TLS settings could not be built (a start-up error).
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("reading the syslog CA file {path}: {message}")]
-    CaFile { path: String, message: String },
-    #[error("no trusted root certificates: the platform store is empty and no CA file was given")]
-    NoRoots,
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
-
-/// A rustls client configuration trusting the platform roots and `extra_ca` (PEM).
-pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable platform certificates are skipped: one bad file must not disable TLS.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = extra_ca {
-        let ca_err = |message: String| TlsSetupError::CaFile {
-            path: path.display().to_string(),
-            message,
-        };
-        let len = std::fs::metadata(path)
-            .map_err(|err| ca_err(err.to_string()))?
-            .len();
-        if len > MAX_CA_FILE_LEN {
-            return Err(ca_err(format!("larger than {MAX_CA_FILE_LEN} bytes")));
-        }
-        let pem = std::fs::read(path).map_err(|err| ca_err(err.to_string()))?;
-        let mut added = 0usize;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|err| ca_err(err.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|err| ca_err(format!("not a usable CA certificate: {err}")))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_err("no PEM certificate in it".into()));
-        }
-    }
-    if roots.is_empty() {
-        return Err(TlsSetupError::NoRoots);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| TlsSetupError::Config(err.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
+pub use tucdesk_tls::{TlsSetupError, client_config};
 
 /// A byte stream to the collector, plain or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -243,18 +185,5 @@ mod tests {
         assert!(backoff.next_delay() >= MAX_BACKOFF / 2);
         backoff.reset();
         assert!(backoff.next_delay() <= MIN_BACKOFF);
-    }
-
-    #[test]
-    fn a_ca_file_must_hold_a_certificate() {
-        let missing = client_config(Some(Path::new("/nonexistent/ca.pem")));
-        assert!(matches!(missing, Err(TlsSetupError::CaFile { .. })));
-        let dir = tempfile::tempdir().unwrap();
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        assert!(matches!(
-            client_config(Some(&empty)),
-            Err(TlsSetupError::CaFile { .. })
-        ));
     }
 }

@@ -1,6 +1,7 @@
-//! TLS client settings for `wss://` relays: the platform's trusted roots, plus an optional
-//! extra CA file (a private PKI, or a test certificate). The crypto provider is ring, the same
-//! one every TucDesk server uses.
+//! TLS client settings for TucDesk's clients of TLS servers (`wss://` relays, syslog over TLS):
+//! the platform's trusted roots, plus an optional extra CA file (a private PKI, or a test
+//! certificate). The crypto provider is ring, the same one every TucDesk server uses.
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
 /// Largest CA file read.
-const MAX_CA_FILE_LEN: u64 = 1024 * 1024;
+pub const MAX_CA_FILE_LEN: u64 = 1024 * 1024;
 
 /// Why the TLS settings could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -66,4 +67,21 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_an_error_naming_it() {
+        let missing = client_config(Some(Path::new("/nonexistent/ca.pem")));
+        assert!(matches!(missing, Err(TlsSetupError::CaFile { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, b"").unwrap();
+        let err = client_config(Some(&empty)).unwrap_err();
+        assert!(err.to_string().contains("empty.pem"), "{err}");
+    }
 }
