@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tucdesk_crypto::proof_scopes;
 use tucdesk_proto::v1::{
-    ApprovalState, CreateEnrollmentTokenRequest, CreateSupportCodeRequest, DecideApprovalRequest,
-    ExecSpec, GetPolicyRequest, ListAgentsRequest, ListApprovalsRequest, PutPolicyRequest,
-    SessionEventKind, SessionKind, SessionReport, WhoAmIRequest, create_support_code_request,
+    ApprovalState, CloseReason, CreateEnrollmentTokenRequest, CreateSupportCodeRequest,
+    DecideApprovalRequest, ExecSpec, GetPolicyRequest, ListAgentsRequest, ListApprovalsRequest,
+    PutPolicyRequest, SessionEventKind, SessionKind, SessionReport, WhoAmIRequest,
+    create_support_code_request,
 };
 use tucdesk_transport::DialOptions;
 
@@ -588,7 +589,7 @@ async fn open_session(
     Ok((api, opened))
 }
 
-async fn finish_report(api: &mut Api, opened: &Opened, reason: i32) {
+async fn finish_report(api: &mut Api, opened: &Opened, reason: CloseReason) {
     report(
         api,
         &opened.session_id,
@@ -597,7 +598,7 @@ async fn finish_report(api: &mut Api, opened: &Opened, reason: i32) {
             path: opened.path as i32,
             bytes_to_agent: opened.channel.sender.bytes(),
             bytes_to_operator: opened.channel.receiver.bytes(),
-            close_reason: reason,
+            close_reason: reason as i32,
             ..Default::default()
         },
     )
@@ -622,7 +623,13 @@ async fn connect(config: &ConfigDir, agent: String, session: SessionArgs) -> any
         let channel = &mut opened.channel;
         terminal::interact(&mut channel.sender, &mut channel.receiver).await
     };
-    finish_report(&mut api, &opened, 1).await;
+    // What the audit log records for this side: how the session really ended.
+    let reason = match &outcome {
+        Outcome::Exited(_) | Outcome::Disconnected => CloseReason::Normal,
+        Outcome::Closed(reason, _) => *reason,
+        Outcome::Lost(_) => CloseReason::Unspecified,
+    };
+    finish_report(&mut api, &opened, reason).await;
     match outcome {
         Outcome::Exited(code) => {
             eprintln!("\ntucdesk: the shell exited with status {code}");
@@ -672,7 +679,13 @@ async fn exec(
         forward_stdin,
     )
     .await;
-    finish_report(&mut api, &opened, 1).await;
+    let reason = if outcome.exit_code == crate::exec::EXIT_SESSION_FAILED && outcome.note.is_some()
+    {
+        CloseReason::Unspecified
+    } else {
+        CloseReason::Normal
+    };
+    finish_report(&mut api, &opened, reason).await;
     if let Some(note) = outcome.note {
         eprintln!("tucdesk: {note}");
     }
