@@ -174,6 +174,9 @@ pub struct Delivery {
     pub stream_sequence: u64,
     /// How many times this message has been delivered (1 on first delivery).
     pub delivered: u64,
+    /// Messages still waiting for this consumer after this one when it was delivered (the
+    /// consumer's backlog; the in-process bus gives the backlog after the whole batch).
+    pub pending: u64,
     acker: Acker,
 }
 

@@ -392,6 +392,30 @@ async fn publishing_outside_any_stream_is_an_error(f: &Fixture) {
     ));
 }
 
+async fn deliveries_report_the_backlog(f: &mut Fixture) {
+    let (_, mut consumer_spec) = f.stream(Duration::from_secs(30)).await;
+    consumer_spec.filter_subject = Some(f.subject("audit.wanted.>"));
+    for i in 0..5 {
+        let subject = f.subject(&format!("audit.wanted.{i}"));
+        f.bus
+            .stream_publish(&subject, &format!("w{i}"), Headers::new(), Bytes::new())
+            .await
+            .unwrap();
+    }
+    // Not for this consumer: never part of its backlog.
+    f.bus
+        .stream_publish(&f.subject("audit.other.x"), "o", Headers::new(), Bytes::new())
+        .await
+        .unwrap();
+    let mut consumer = f.bus.durable_consumer(&consumer_spec).await.unwrap();
+    let first = consumer.fetch(2, WAIT).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first.last().unwrap().pending, 3);
+    let rest = consumer.fetch(10, WAIT).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert_eq!(rest.last().unwrap().pending, 0);
+}
+
 async fn run_suite(mut f: Fixture) {
     pubsub_respects_wildcards(&f).await;
     request_reply_round_trips(&f).await;
@@ -403,6 +427,7 @@ async fn run_suite(mut f: Fixture) {
     durable_position_survives_reconnect(&mut f).await;
     filtered_consumer_sees_only_its_subjects(&mut f).await;
     fetch_waits_for_a_late_message(&mut f).await;
+    deliveries_report_the_backlog(&mut f).await;
     overlapping_streams_are_refused(&mut f).await;
     publishing_outside_any_stream_is_an_error(&f).await;
     f.cleanup().await;

@@ -42,14 +42,15 @@ impl Audit {
         let mut outcome = BatchOutcome::default();
         let mut tx = self.inner.db.begin().await?;
 
-        // Group by team, keeping stream order within each team; drop repeats.
+        // Group by team, keeping stream order within each team; drop repeats (within the
+        // batch, and redeliveries of events already in the log: one lookup for the batch).
+        let ids: Vec<&str> = events.iter().map(|event| event.event_id.as_str()).collect();
+        let stored = entries::existing_event_ids(&mut tx, &ids).await?;
         let mut seen = HashSet::new();
         let mut order: Vec<&str> = Vec::new();
         let mut by_team: HashMap<&str, Vec<&AuditEvent>> = HashMap::new();
         for event in events {
-            if !seen.insert(event.event_id.as_str())
-                || entries::event_exists(&mut tx, &event.event_id).await?
-            {
+            if !seen.insert(event.event_id.as_str()) || stored.contains(&event.event_id) {
                 outcome.duplicates += 1;
                 continue;
             }
@@ -93,27 +94,31 @@ impl Audit {
         let mut builder = self.resume_chain(tx, &head).await?;
         let key = &self.inner.key;
         let every = self.inner.config.checkpoint_every;
-        let mut made = 0;
+        let mut made = Vec::new();
+        let mut appended = Vec::with_capacity(events.len());
         for event in events {
             let entry = builder
                 .append((*event).clone(), key.signing_key())
                 .map_err(|err| AuditError::internal("appending an audit entry", err))?;
-            entries::insert(tx, &entry, key.key_id(), now).await?;
             head.accumulator
                 .push_entry_hash(&entry.hash)
                 .map_err(|err| AuditError::internal("advancing the Merkle accumulator", err))?;
             head.tree_size = entry.seq;
             head.last_hash = entry.hash;
+            appended.push(entry);
             if head.tree_size - head.checkpoint_size >= every {
-                let signed = self.sign_checkpoint(&head, now)?;
-                checkpoints::insert(tx, &signed).await?;
+                made.push(self.sign_checkpoint(&head, now)?);
                 head.checkpoint_size = head.tree_size;
                 head.checkpoint_at_ms = now;
-                made += 1;
             }
         }
+        // Entries first: a checkpoint only ever covers rows already inserted.
+        entries::insert_many(tx, &appended, key.key_id(), now).await?;
+        for signed in &made {
+            checkpoints::insert(tx, signed).await?;
+        }
         heads::save(tx, &head, expected, now).await?;
-        Ok((events.len() as u64, made))
+        Ok((appended.len() as u64, made.len() as u64))
     }
 
     /// A chain builder positioned after `head`. The last stored entry is read back and its
@@ -132,8 +137,16 @@ impl Audit {
                     &head.team_id,
                 )
             })?;
-        let (last, _) = row.into_entry()?;
+        let failed = || {
+            self.inner
+                .metrics
+                .verification_failures
+                .with_label_values(&["chain_head"])
+                .inc();
+        };
+        let (last, _) = row.into_entry().inspect_err(|_| failed())?;
         if last.hash != head.last_hash || last.event.team_id != head.team_id {
+            failed();
             return Err(AuditError::internal(
                 "audit chain head does not match its last entry",
                 &head.team_id,
@@ -141,6 +154,7 @@ impl Audit {
             .into());
         }
         ChainBuilder::resume(&last).map_err(|err| {
+            failed();
             AuditError::internal(
                 "the last stored audit entry does not verify; refusing to extend its chain",
                 format!("team {}: {err}", head.team_id),

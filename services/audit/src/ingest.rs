@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,8 @@ pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Fetch wait while draining.
 const DRAIN_FETCH_WAIT: Duration = Duration::from_millis(100);
+/// Acknowledgements awaiting the server's confirmation at once, per batch.
+const ACKS_IN_FLIGHT: usize = 64;
 /// Most unacknowledged events per consumer across replicas (backpressure).
 pub const MAX_ACK_PENDING: usize = 10_000;
 
@@ -84,9 +87,12 @@ impl Audit {
     pub async fn ingest(&self, batch: Vec<Delivery>) -> Result<BatchOutcome, AuditError> {
         let outcome = self.append_deliveries(&batch).await?;
         // Committed: now, and only now, acknowledge. A failed ack means a redelivery, which
-        // is recognised by its event id.
-        for delivery in batch {
-            if let Err(err) = delivery.ack().await {
+        // is recognised by its event id. Acks are confirmed by the server, so they go out a
+        // few dozen at a time rather than one round trip after another.
+        let mut acks = futures::stream::iter(batch.into_iter().map(Delivery::ack))
+            .buffer_unordered(ACKS_IN_FLIGHT);
+        while let Some(acked) = acks.next().await {
+            if let Err(err) = acked {
                 tracing::warn!(error = %err, "acknowledging an audit event failed; it will be redelivered");
             }
         }
@@ -97,6 +103,11 @@ impl Audit {
     /// `Ok`, without acknowledging it ([`Audit::ingest`] does both).
     pub async fn append_deliveries(&self, batch: &[Delivery]) -> Result<BatchOutcome, AuditError> {
         let metrics = &self.inner.metrics;
+        if let Some(last) = batch.last() {
+            metrics
+                .backlog_events
+                .set(i64::try_from(last.pending).unwrap_or(i64::MAX));
+        }
         let mut events = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
         for delivery in batch {
@@ -212,7 +223,9 @@ impl Ingest {
     async fn handle(&mut self, fetched: Result<Vec<Delivery>, tucdesk_svc::bus::BusError>) -> bool {
         match fetched {
             Ok(batch) if batch.is_empty() => {
-                self.audit.inner.metrics.lag_seconds.set(0);
+                let metrics = &self.audit.inner.metrics;
+                metrics.lag_seconds.set(0);
+                metrics.backlog_events.set(0);
                 true
             }
             Ok(batch) => match ingest_traced(&self.audit, batch).await {

@@ -19,6 +19,14 @@ pub struct AuditMetrics {
     /// Seconds between the oldest event of the batch being appended and now (producer clock):
     /// how far the log is behind. 0 when the last fetch found the stream drained.
     pub lag_seconds: IntGauge,
+    /// Events on the stream still waiting for this consumer after the last fetched batch:
+    /// how far the log is behind, in events.
+    pub backlog_events: IntGauge,
+    /// Stored data that failed a check the service makes before building on it or serving
+    /// it, by check: `chain_head` (the last entry of a chain does not verify or does not match
+    /// its head; appends to that team stop), `checkpoint_root` (stored entries no longer give
+    /// a signed checkpoint's root). Any increase means tampering or corruption: page someone.
+    pub verification_failures: IntCounterVec,
     /// Deliveries that were redeliveries (an earlier attempt was not acknowledged in time).
     pub redeliveries: IntCounter,
     /// Checkpoints signed, by trigger: `count`, `time`, `export`.
@@ -72,6 +80,15 @@ impl AuditMetrics {
             lag_seconds: metrics.gauge(
                 "tucdesk_audit_lag_seconds",
                 "Age of the oldest event in the batch being appended (0 when drained).",
+            )?,
+            backlog_events: metrics.gauge(
+                "tucdesk_audit_backlog_events",
+                "Events on the stream not yet delivered to the audit consumer (after the last batch).",
+            )?,
+            verification_failures: metrics.counter_vec(
+                "tucdesk_audit_verification_failures_total",
+                "Stored audit data that failed verification, by check (chain_head, checkpoint_root).",
+                "check",
             )?,
             redeliveries: metrics.counter(
                 "tucdesk_audit_redeliveries_total",

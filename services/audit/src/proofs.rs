@@ -126,6 +126,11 @@ impl Audit {
             AuditError::internal("fewer leaves than the checkpoint covers", caller.team_id())
         })?;
         if merkle::root(prefix) != checkpoint.checkpoint.root_hash {
+            self.inner
+                .metrics
+                .verification_failures
+                .with_label_values(&["checkpoint_root"])
+                .inc();
             return Err(AuditError::internal(
                 "TAMPERING: stored audit entries do not match a signed checkpoint",
                 format!(

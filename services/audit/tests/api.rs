@@ -547,6 +547,35 @@ async fn proofs_verify_against_signed_checkpoints(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
+
+    // A stored entry changed behind the service's back (triggers bypassed): no proof is
+    // served over it, and the failed check is counted.
+    api.f.bypass_triggers().await;
+    api.f
+        .exec(&format!(
+            "UPDATE audit_entries SET hash = prev_hash WHERE team_id = '{t}' AND seq = 2"
+        ))
+        .await
+        .unwrap();
+    let status = client
+        .get_inclusion_proof(req(
+            pb::GetInclusionProofRequest {
+                leaf: Some(pb::get_inclusion_proof_request::Leaf::Seq(3)),
+                tree_size: 8,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    let failures = api
+        .running
+        .audit
+        .metrics()
+        .verification_failures
+        .with_label_values(&["checkpoint_root"])
+        .get();
+    assert_eq!(failures, 1);
     tokio::time::sleep(Duration::from_millis(10)).await;
     api.stop().await;
 }

@@ -70,23 +70,6 @@ async fn updates_and_deletes_on_audit_tables_are_refused_by_the_database(backend
     f.cleanup().await;
 }
 
-/// Disables the append-only triggers as only a superuser (Postgres) or the file's owner
-/// (SQLite) can.
-async fn bypass_triggers(f: &Fixture) {
-    match f.backend {
-        Backend::Real => {
-            f.exec("ALTER TABLE audit_entries DISABLE TRIGGER ALL")
-                .await
-                .unwrap();
-        }
-        Backend::Embedded => {
-            f.exec("DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete;")
-                .await
-                .unwrap();
-        }
-    }
-}
-
 async fn superuser_tampering_is_found_at_the_exact_seq(backend: Backend) {
     let f = Fixture::new(backend).await;
     let (edited, deleted, rehashed) = (team("edit"), team("del"), team("rehash"));
@@ -100,7 +83,7 @@ async fn superuser_tampering_is_found_at_the_exact_seq(backend: Backend) {
     f.wait_for(&rehashed, 3).await;
     running.stop().await;
     let key = f.key().verifying_key();
-    bypass_triggers(&f).await;
+    f.bypass_triggers().await;
 
     // A changed field: the entry's hash no longer matches, at its seq.
     f.exec(&format!(
@@ -167,7 +150,7 @@ async fn a_chain_whose_last_entry_was_changed_is_never_extended(backend: Backend
     let running = f.start().await;
     f.wait_for(&t, 3).await;
     running.stop().await;
-    bypass_triggers(&f).await;
+    f.bypass_triggers().await;
     f.exec(&format!(
         "UPDATE audit_entries SET event_json = replace(event_json, 'user-2', 'user-7') \
          WHERE team_id = '{t}' AND seq = 3"
@@ -194,6 +177,16 @@ async fn a_chain_whose_last_entry_was_changed_is_never_extended(backend: Backend
         f.chain(&t).await.len(),
         3,
         "nothing was built on the bad entry"
+    );
+    assert!(
+        running
+            .audit
+            .metrics()
+            .verification_failures
+            .with_label_values(&["chain_head"])
+            .get()
+            >= 1,
+        "the refusal is counted as a verification failure"
     );
     running.kill().await;
     f.cleanup().await;

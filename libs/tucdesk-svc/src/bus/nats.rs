@@ -288,9 +288,10 @@ impl DurableConsumer for NatsConsumer {
         while let Some(message) = messages.next().await {
             let message = message.map_err(backend)?;
             let info = message.info().map_err(backend)?;
-            let (stream_sequence, delivered) = (
+            let (stream_sequence, delivered, pending) = (
                 info.stream_sequence,
                 u64::try_from(info.delivered).unwrap_or(1),
+                info.pending,
             );
             let dedup_id = message
                 .headers
@@ -306,6 +307,7 @@ impl DurableConsumer for NatsConsumer {
                 dedup_id,
                 stream_sequence,
                 delivered,
+                pending,
                 acker: Acker::Nats(Box::new(message)),
             });
         }

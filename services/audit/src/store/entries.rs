@@ -1,5 +1,7 @@
 //! `audit_entries`: the chains. Inserted once, read back as `tucdesk_crypto::audit::Entry`.
 
+use std::collections::HashSet;
+
 use tucdesk_crypto::audit::{AuditEvent, Entry};
 use tucdesk_crypto::merkle::Hash;
 use tucdesk_svc::sql::{Database, Tx};
@@ -120,55 +122,98 @@ pub async fn query(
     }))
 }
 
-/// Appends one entry (inside the batch's transaction).
-pub async fn insert(
+/// Rows per multi-row statement: 14 binds a row keeps a statement far below both Postgres's
+/// 65 535 and SQLite's 32 766 bind limits, and a batch of 1 000 costs two round trips.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Ids per `IN (…)` lookup (same bind limits as above).
+const IDS_PER_LOOKUP: usize = 1_000;
+
+/// Appends `entries` (inside the batch's transaction), a few hundred rows per statement:
+/// per-statement round trips, not hashing or signing, bound the append rate.
+pub async fn insert_many(
     tx: &mut Tx,
-    entry: &Entry,
+    entries: &[Entry],
     key_id: &str,
     now_ms: i64,
 ) -> Result<(), WriteError> {
-    let event_json = serde_json::to_string(&entry.event)
-        .map_err(|err| AuditError::internal("encoding an audit event", err))?;
-    let event = &entry.event;
-    // The filter copy of occurred_at; the hashed value stays exact in event_json.
-    let occurred_at_ms = i64::try_from(event.occurred_at).unwrap_or(i64::MAX);
-    let seq = db_int(entry.seq)?;
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO audit_entries (team_id, seq, event_id, prev_hash, hash, sig, key_id, \
-             event_json, occurred_at_ms, action, actor_id, target, session_id, appended_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&event.team_id)
-        .bind(seq)
-        .bind(&event.event_id)
-        .bind(&entry.prev_hash[..])
-        .bind(&entry.hash[..])
-        .bind(&entry.sig[..])
-        .bind(key_id)
-        .bind(&event_json)
-        .bind(occurred_at_ms)
-        .bind(&event.action)
-        .bind(&event.actor.id)
-        .bind(&event.target)
-        .bind(event.session_id.as_deref())
-        .bind(now_ms)
-        .execute(conn)
-        .await?
-        .rows_affected()
-    });
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            rows.push(EntryInsert::new(entry)?);
+        }
+        on_tx!(tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_entries (team_id, seq, event_id, prev_hash, hash, sig, key_id, \
+                 event_json, occurred_at_ms, action, actor_id, target, session_id, appended_at_ms) ",
+            );
+            insert.push_values(&rows, |mut values, row| {
+                let event = &row.entry.event;
+                values
+                    .push_bind(&event.team_id)
+                    .push_bind(row.seq)
+                    .push_bind(&event.event_id)
+                    .push_bind(&row.entry.prev_hash[..])
+                    .push_bind(&row.entry.hash[..])
+                    .push_bind(&row.entry.sig[..])
+                    .push_bind(key_id)
+                    .push_bind(&row.event_json)
+                    .push_bind(row.occurred_at_ms)
+                    .push_bind(&event.action)
+                    .push_bind(&event.actor.id)
+                    .push_bind(&event.target)
+                    .push_bind(event.session_id.as_deref())
+                    .push_bind(now_ms);
+            });
+            insert.build().execute(conn).await?.rows_affected()
+        });
+    }
     Ok(())
 }
 
-/// Whether an event with this id is already in the log (any team: event ids are global).
-pub async fn event_exists(tx: &mut Tx, event_id: &str) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = on_tx!(tx, |conn| {
-        sqlx::query_scalar("SELECT seq FROM audit_entries WHERE event_id = $1")
-            .bind(event_id)
-            .fetch_optional(conn)
-            .await?
-    });
-    Ok(found.is_some())
+/// One entry's row, with the columns derived from it.
+struct EntryInsert<'a> {
+    entry: &'a Entry,
+    seq: i64,
+    event_json: String,
+    /// The filter copy of occurred_at; the hashed value stays exact in event_json.
+    occurred_at_ms: i64,
+}
+
+impl<'a> EntryInsert<'a> {
+    fn new(entry: &'a Entry) -> Result<Self, WriteError> {
+        let event_json = serde_json::to_string(&entry.event)
+            .map_err(|err| AuditError::internal("encoding an audit event", err))?;
+        Ok(Self {
+            entry,
+            seq: db_int(entry.seq)?,
+            event_json,
+            occurred_at_ms: i64::try_from(entry.event.occurred_at).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// Which of `event_ids` are already in the log (any team: event ids are global), looked up
+/// a thousand at a time instead of one statement per event.
+pub async fn existing_event_ids(
+    tx: &mut Tx,
+    event_ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut found = HashSet::new();
+    for chunk in event_ids.chunks(IDS_PER_LOOKUP) {
+        let ids: Vec<String> = on_tx!(tx, |conn| {
+            let mut lookup =
+                sqlx::QueryBuilder::new("SELECT event_id FROM audit_entries WHERE event_id IN (");
+            let mut list = lookup.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            lookup.push(")");
+            lookup.build_query_scalar().fetch_all(conn).await?
+        });
+        found.extend(ids);
+    }
+    Ok(found)
 }
 
 /// The entry at `seq` of `team_id`, read inside a transaction.

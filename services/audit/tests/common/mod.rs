@@ -219,6 +219,25 @@ impl Fixture {
         })
     }
 
+    /// Disables the append-only triggers on `audit_entries` as only a superuser (Postgres) or
+    /// the file's owner (SQLite) can.
+    pub async fn bypass_triggers(&self) {
+        match self.backend {
+            Backend::Real => {
+                self.exec("ALTER TABLE audit_entries DISABLE TRIGGER ALL")
+                    .await
+                    .unwrap();
+            }
+            Backend::Embedded => {
+                self.exec(
+                    "DROP TRIGGER audit_entries_no_update; DROP TRIGGER audit_entries_no_delete;",
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+
     pub async fn cleanup(self) {
         if let Some(nats) = &self.nats {
             let _ = nats.delete_stream(&self.config.stream.name).await;

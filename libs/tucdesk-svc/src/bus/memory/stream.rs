@@ -151,6 +151,7 @@ impl StreamState {
             dedup_id: stored.dedup_id.clone(),
             stream_sequence: sequence,
             delivered,
+            pending: 0,
             acker: crate::bus::Acker::Memory(Acker {
                 bus: bus.clone(),
                 stream: stream_name.to_owned(),
@@ -196,6 +197,14 @@ impl StreamState {
                 consumer.pending.insert(sequence, (now + ack_wait, 1));
                 batch.push(make(sequence, 1, stored));
             }
+        }
+        let filter = consumer.spec.filter_subject.as_deref();
+        let backlog = messages
+            .range(consumer.cursor..)
+            .filter(|(_, stored)| filter.is_none_or(|f| subject_matches(f, &stored.subject)))
+            .count() as u64;
+        for delivery in &mut batch {
+            delivery.pending = backlog;
         }
         let next_deadline = consumer
             .pending
