@@ -16,6 +16,10 @@ pub const PUT_POLICY: &str = "/tucdesk.v1.OperatorService/PutPolicy";
 /// The device-proof target of PutPolicy.
 pub const PUT_POLICY_TARGET: &str = "policy";
 
+pub const PUT_RECORDING_SETTINGS: &str = "/tucdesk.v1.OperatorService/PutRecordingSettings";
+/// The device-proof target of PutRecordingSettings.
+pub const PUT_RECORDING_SETTINGS_TARGET: &str = "recording-settings";
+
 /// `u32be(count) ‖ (u32be(len) ‖ bytes)…`, the `list(xs)` of `docs/protocol.md`.
 pub fn encode_list(items: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -56,6 +60,22 @@ pub fn put_policy_binding(expected_version: u64, yaml: &str) -> Vec<u8> {
     let mut hash = Sha256::new();
     hash.update(expected_version.to_be_bytes());
     hash.update(yaml.as_bytes());
+    hash.finalize().to_vec()
+}
+
+/// PutRecordingSettings, over the request's values as sent:
+/// `SHA-256(u64be(expected_version) ‖ u32be(mode) ‖ list(recipients) ‖ list(labels))`.
+pub fn put_recording_settings_binding(
+    expected_version: u64,
+    mode: i32,
+    recipients: &[String],
+    labels: &[String],
+) -> Vec<u8> {
+    let mut hash = Sha256::new();
+    hash.update(expected_version.to_be_bytes());
+    hash.update(mode.to_be_bytes());
+    hash.update(encode_list(recipients));
+    hash.update(encode_list(labels));
     hash.finalize().to_vec()
 }
 

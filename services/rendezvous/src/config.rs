@@ -106,6 +106,11 @@ pub struct RendezvousConfig {
     #[arg(long, env = "TUCDESK_TURN_CREDENTIAL_TTL", default_value = "5m", value_parser = parse_duration)]
     pub turn_credential_ttl: Duration,
 
+    /// gRPC endpoint of the recorder service, sent to agents with every session offer so they
+    /// know where to upload recordings (e.g. `https://recorder.example.com:7440`).
+    #[arg(long, env = "TUCDESK_RECORDER_URL")]
+    pub recorder_url: Option<String>,
+
     /// Relay region to prefer when several relays are healthy.
     #[arg(long, env = "TUCDESK_RENDEZVOUS_REGION")]
     pub region: Option<String>,
@@ -188,6 +193,7 @@ impl std::fmt::Debug for RendezvousConfig {
                 &self.turn_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("turn_credential_ttl", &self.turn_credential_ttl)
+            .field("recorder_url", &self.recorder_url)
             .field("region", &self.region)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("offer_timeout", &self.offer_timeout)

@@ -184,6 +184,20 @@ impl OperatorService for RendezvousGrpc {
     async fn explain_policy(&self, request: Request<ExplainPolicyRequest>) -> Result<PolicyResult> {
         ok(self.rdv.explain_policy(&request).await?)
     }
+
+    async fn get_recording_settings(
+        &self,
+        request: Request<GetRecordingSettingsRequest>,
+    ) -> Result<RecordingSettings> {
+        ok(self.rdv.get_recording_settings(&request).await?)
+    }
+
+    async fn put_recording_settings(
+        &self,
+        request: Request<PutRecordingSettingsRequest>,
+    ) -> Result<RecordingSettings> {
+        ok(self.rdv.put_recording_settings(&request).await?)
+    }
 }
 
 #[tonic::async_trait]

@@ -10,6 +10,7 @@
 //! | [`routing`] | reaching the replica that holds an agent, over the bus |
 //! | [`caller`], [`agents_api`] | operator authentication, agent administration |
 //! | [`policy`], [`policy_api`], [`approvals`] | team policy, its API, the approval gate |
+//! | [`recording_api`] | team recording settings (mode, age recipients) and what offers say about recording |
 //! | [`negotiate`], [`sessions`], [`signals`] | CreateSession, session lifecycle, ICE signaling |
 //! | [`relays`], [`turn`], [`auth_link`] | relay choice, TURN credentials, session tokens |
 //! | [`store`] | the service's tables |
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod negotiate;
 pub mod policy;
 pub mod policy_api;
+pub mod recording_api;
 pub mod registration;
 pub mod relays;
 pub mod routing;

@@ -452,6 +452,16 @@ impl Rendezvous {
         checked: &Checked<'_>,
         policy: PolicyResult,
     ) -> Result<SessionAccepted, RendezvousError> {
+        // Settings in force at offer time; a team that requires recording but cannot have it
+        // refuses here, before the agent is bothered.
+        let recording = match self.recording_config(&row.team_id).await {
+            Ok(recording) => recording,
+            Err(err) => {
+                self.fail_negotiation(&row.id, &row.agent_id, err.reason(), &err.to_string())
+                    .await?;
+                return Err(err.with_policy(policy));
+            }
+        };
         let issued = match self.issue_connectivity(row, checked.path).await {
             Ok(issued) => issued,
             Err(err) => {
@@ -489,7 +499,7 @@ impl Rendezvous {
                 handshake: Some(checked.handshake.clone()),
                 session_token: issued.session_token.clone(),
                 connectivity: Some(issued.agent.clone()),
-                recording: None,
+                recording: Some(recording.clone()),
                 policy_result: Some(policy.clone()),
                 reason: body.reason.clone(),
                 answer_deadline_ms: deadline_ms,
@@ -552,8 +562,13 @@ impl Rendezvous {
         guard.armed = false;
         match answer {
             Answer::Accepted(reply) => {
-                self.accept(caller, agent, row, checked, reply, issued, policy)
-                    .await
+                let accepted = self
+                    .accept(caller, agent, row, checked, reply, issued, policy)
+                    .await?;
+                Ok(SessionAccepted {
+                    recording: recording.mode,
+                    ..accepted
+                })
             }
             Answer::Refused(reason, message) => {
                 let reason = match reason {
@@ -712,7 +727,8 @@ impl Rendezvous {
             session_token: issued.session_token,
             session_token_expires_at: issued.session_token_expires_at,
             policy_result: Some(policy),
-            recording: RecordingMode::Off as i32,
+            // Set by the caller from the offer's recording settings.
+            recording: RecordingMode::Unspecified as i32,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod enrollment;
 pub mod paging;
 pub mod policies;
+pub mod recording;
 pub mod sessions;
 
 use prost::Message;

@@ -268,6 +268,7 @@ pub const ACTIONS: &[ActionMapping] = &[
     row("enrollment_token.revoked", ENT, ENTITY_DISABLE, Info),
     row("policy.updated", ENT, ENTITY_UPDATE, Info),
     row("policy.explained", ENT, ENTITY_READ, Info),
+    row("recording.settings.updated", ENT, ENTITY_UPDATE, Info),
     // rendezvous: authorizing sessions.
     row("policy.decision", AUTHZ, other("Policy Decision"), Info),
     row("session.requested", AUTHZ, other("Session Request"), Info),

@@ -59,6 +59,7 @@ const EXPECTED: &[(&str, u32, u32)] = &[
     ("enrollment_token.revoked", 3004, 9),
     ("policy.updated", 3004, 3),
     ("policy.explained", 3004, 2),
+    ("recording.settings.updated", 3004, 3),
     ("policy.decision", 3003, 99),
     ("session.requested", 3003, 99),
     ("session.offered", 3003, 99),
