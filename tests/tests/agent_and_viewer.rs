@@ -65,11 +65,17 @@ async fn a_shell_round_trips_with_resize_and_exit_status(backend: Backend) {
         accept_new: true,
         initial_size: Some(tucdesk_proto::v1::TerminalSize { cols: 90, rows: 20 }),
         dial: Default::default(),
+        // Automatic: both ends on loopback, so the peer-to-peer DataChannel connects.
+        path: tucdesk_proto::v1::Path::Unspecified,
+        p2p: tucdesk_p2p::P2pOptions {
+            udp_addrs: vec![common::LOOPBACK_ICE.parse().unwrap()],
+            ..Default::default()
+        },
     };
     let mut opened = open(&mut api, &pins, &spec, |_| false, |_| {})
         .await
         .unwrap();
-    assert_eq!(opened.path, tucdesk_proto::v1::Path::Ws);
+    assert_eq!(opened.path, tucdesk_proto::v1::Path::Direct);
     let channel = &mut opened.channel;
     let input = |text: &str| Frame {
         kind: Some(frame::Kind::Input(Input {
@@ -131,11 +137,77 @@ async fn a_shell_round_trips_with_resize_and_exit_status(backend: Backend) {
         }
     };
     assert_eq!(status, 5);
-    // The relay carried all of it, and none of it in clear.
-    for clear in [b"size-42".as_slice(), b"stty size", b"43 132"] {
-        assert!(!stack.relay_saw(clear), "the relay saw plaintext");
+    // Peer to peer: nothing went through the relay at all.
+    assert!(stack.seen_by_relay.lock().unwrap().is_empty());
+    drop(agent);
+    stack.stop().await;
+}
+
+async fn forced_paths_are_used_or_fail_clearly(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "path-host", &[]).await;
+    // Each path carries the same end-to-end session; the one used is what the user is told.
+    for (path, shown) in [
+        ("direct", "direct (peer to peer)"),
+        ("ws", "WebSocket relay"),
+        ("auto", "direct (peer to peer)"),
+    ] {
+        let out = viewer
+            .run(&[
+                "exec",
+                "path-host",
+                "--accept-new",
+                "--path",
+                path,
+                "--verbose",
+                "--",
+                "echo",
+                path,
+            ])
+            .await;
+        assert_eq!(stdout(&out), format!("{path}\n"), "{path}: {}", stderr(&out));
+        assert!(stderr(&out).contains(shown), "{path}: {}", stderr(&out));
     }
-    assert!(!stack.seen_by_relay.lock().unwrap().is_empty());
+    // This stack has no TURN server: a forced TURN path is refused up front and says why,
+    // instead of falling back.
+    let out = viewer
+        .run(&[
+            "exec",
+            "path-host",
+            "--accept-new",
+            "--path",
+            "turn",
+            "--p2p-timeout-secs",
+            "2",
+            "--",
+            "true",
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("offers no TURN server"),
+        "{}",
+        stderr(&out)
+    );
+    // Every session's path is audited.
+    let paths: Vec<String> = tucdesk_svc::on_pool!(&stack.dep.db, |pool| {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT payload FROM outbox ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    })
+    .iter()
+    .filter_map(|p| <tucdesk_proto::v1::AuditEvent as prost::Message>::decode(p.as_slice()).ok())
+    .filter(|e| e.action == "session.start")
+    .filter_map(|e| {
+        serde_json::from_str::<serde_json::Value>(&e.context_json).ok()?["path"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .collect();
+    assert!(paths.iter().any(|p| p == "direct"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "ws"), "{paths:?}");
     drop(agent);
     stack.stop().await;
 }
@@ -149,6 +221,8 @@ async fn the_relay_forwards_exec_output_only_as_ciphertext(backend: Backend) {
             "exec",
             "secret-host",
             "--accept-new",
+            "--path",
+            "ws",
             "--",
             "sh",
             "-c",
@@ -640,6 +714,7 @@ on_both_backends!(
     exec_keeps_streams_apart_and_returns_the_exit_code,
     a_shell_round_trips_with_resize_and_exit_status,
     the_relay_forwards_exec_output_only_as_ciphertext,
+    forced_paths_are_used_or_fail_clearly,
     a_policy_denial_stops_the_session_before_the_agent_sees_an_offer,
     an_approval_by_another_admin_lets_the_session_through,
     a_swapped_agent_key_is_caught_by_the_pin,

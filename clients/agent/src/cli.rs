@@ -107,6 +107,14 @@ struct RunArgs {
     /// Allow plain ws:// to a relay that is not on loopback (tests, labs).
     #[arg(long, hide = true)]
     allow_plain_relay: bool,
+    /// Local UDP addresses for direct and TURN paths (comma separated, port 0 = any). The
+    /// default binds every non-loopback interface; give 127.0.0.1:0 for a stack on loopback.
+    #[arg(long, env = "TUCDESK_ICE_BIND", value_delimiter = ',')]
+    ice_bind: Vec<std::net::SocketAddr>,
+    /// Seconds a direct or TURN path may take to connect before only the WebSocket relay is
+    /// used.
+    #[arg(long, env = "TUCDESK_P2P_TIMEOUT_SECS", default_value_t = 10)]
+    p2p_timeout_secs: u64,
 }
 
 /// The command line program: parses the arguments and runs the command on a new runtime.
@@ -159,8 +167,21 @@ fn options(run: &RunArgs, consent: Consent, quota: Option<usize>) -> AgentOption
             tls: None,
             allow_plain_remote: run.allow_plain_relay,
         },
+        p2p: p2p_options(&run.ice_bind, run.p2p_timeout_secs),
         session_quota: quota,
     }
+}
+
+/// The direct/TURN settings from the command line (defaults for what is not given).
+pub fn p2p_options(bind: &[std::net::SocketAddr], timeout_secs: u64) -> tucdesk_p2p::P2pOptions {
+    let mut options = tucdesk_p2p::P2pOptions {
+        connect_deadline: Duration::from_secs(timeout_secs.clamp(1, 120)),
+        ..tucdesk_p2p::P2pOptions::default()
+    };
+    if !bind.is_empty() {
+        options.udp_addrs = bind.to_vec();
+    }
+    options
 }
 
 fn shutdown_on_signals() -> CancellationToken {

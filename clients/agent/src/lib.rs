@@ -11,6 +11,7 @@ pub mod enroll;
 pub mod exec;
 pub mod link;
 pub mod offer;
+pub mod paths;
 pub mod session;
 pub mod shell;
 pub mod state;

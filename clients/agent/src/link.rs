@@ -19,7 +19,7 @@ use tucdesk_proto::v1::server_message::Kind as ServerKind;
 use tucdesk_proto::v1::{
     AgentMessage, AgentPong, CloseReason, ConfigAck, GetServerInfoRequest, GetServerInfoResponse,
     HandshakeReply, Heartbeat, HostInfo, Offer, OfferAnswer, OfferProgress, OfferRefusal,
-    OfferStage, Register, RegistrationProof, RejectReason, SoftwareInfo,
+    OfferStage, Register, RegistrationProof, RejectReason, SessionSignal, SoftwareInfo,
 };
 use tucdesk_token::{KeySet, TokenVerifier};
 use tucdesk_transport::DialOptions;
@@ -77,6 +77,20 @@ impl LinkHandle {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = sender;
     }
 
+    /// Queues `kind`, waiting while the link's queue is full; `Err` when the link is down.
+    pub async fn send(&self, kind: AgentKind) -> Result<(), ()> {
+        let sender = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(())?;
+        sender
+            .send(AgentMessage { kind: Some(kind) })
+            .await
+            .map_err(|_| ())
+    }
+
     /// Queues `kind` without waiting; dropped when the link is down or saturated.
     pub fn send_best_effort(&self, kind: AgentKind) {
         let sender = self
@@ -97,6 +111,8 @@ pub struct AgentOptions {
     pub limits: SessionLimits,
     pub consent: Consent,
     pub dial: DialOptions,
+    /// The direct and TURN paths (local UDP addresses, deadline).
+    pub p2p: tucdesk_p2p::P2pOptions,
     /// Stop after this many sessions ended (one-time support sessions); `None` = run forever.
     pub session_quota: Option<usize>,
 }
@@ -111,6 +127,8 @@ pub struct Agent {
     keys: KeySet,
     /// Offers and sessions in progress, by session id.
     active: Arc<Mutex<HashMap<String, Stop>>>,
+    /// Where ICE signals from each session's operator go (the session's negotiation).
+    signals: Arc<Mutex<HashMap<String, mpsc::Sender<SessionSignal>>>>,
     slots: Arc<Semaphore>,
     consent: Arc<Consent>,
     /// Cancelled when the session quota is used up.
@@ -243,6 +261,7 @@ impl Agent {
             verifier,
             keys,
             active: Arc::default(),
+            signals: Arc::default(),
             slots,
             consent,
             done: CancellationToken::new(),
@@ -461,8 +480,9 @@ impl Agent {
                             return Ok(Duration::from_millis(u64::from(reconnect.retry_after_ms)).min(BACKOFF_MAX));
                         }
                         Some(ServerKind::Rejected(rejected)) => return Err(rejected_error(&rejected)),
-                        // ICE signaling and path renewals belong to the P2P paths (not built yet).
-                        Some(ServerKind::Signal(_) | ServerKind::ConnectivityUpdate(_) | ServerKind::Registered(_)) | None => {}
+                        Some(ServerKind::Signal(signal)) => self.route_signal(signal),
+                        // Path renewals mid-session are not used yet (sessions keep their path).
+                        Some(ServerKind::ConnectivityUpdate(_) | ServerKind::Registered(_)) | None => {}
                     }
                 }
             }
@@ -482,6 +502,21 @@ impl Agent {
 
     fn refuse(&self, session_id: &str, refusal: &Refusal) {
         send_refusal(&self.link, session_id, refusal);
+    }
+
+    /// Hands an ICE signal to its session's negotiation; signals for sessions this agent is
+    /// not negotiating, or beyond what a negotiation reads, are dropped (the negotiation
+    /// bounds what it accepts itself).
+    fn route_signal(&self, signal: SessionSignal) {
+        let sender = self
+            .signals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&signal.session_id)
+            .cloned();
+        if let Some(sender) = sender {
+            let _ = sender.try_send(signal);
+        }
     }
 
     /// Handles an offer on its own task (consent may take a while).
@@ -523,6 +558,11 @@ impl Agent {
             }
             active.insert(session_id.clone(), stop.clone());
         }
+        let (signal_sender, signals) = mpsc::channel(crate::paths::SIGNAL_QUEUE);
+        self.signals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.clone(), signal_sender);
         let task = OfferTask {
             identity: self.identity.clone(),
             agent_id: self.enrollment.agent_id.clone(),
@@ -535,14 +575,21 @@ impl Agent {
             consent: self.consent.clone(),
             session_limits: self.options.limits.clone(),
             dial: self.options.dial.clone(),
+            p2p: self.options.p2p.clone(),
+            signals,
         };
         let active = self.active.clone();
+        let routes = self.signals.clone();
         let finished = self.finished_sessions.clone();
         let quota = self.options.session_quota;
         let done = self.done.clone();
         tokio::spawn(async move {
             let served = task.handle(offer, stop).await;
             active
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&session_id);
+            routes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&session_id);
@@ -570,6 +617,9 @@ struct OfferTask {
     consent: Arc<Consent>,
     session_limits: SessionLimits,
     dial: DialOptions,
+    p2p: tucdesk_p2p::P2pOptions,
+    /// ICE signals from the operator for this offer's session.
+    signals: mpsc::Receiver<SessionSignal>,
 }
 
 impl OfferTask {
@@ -659,11 +709,17 @@ impl OfferTask {
                     transcript_signature: answer.signature.to_bytes().to_vec(),
                 })),
             }));
+        let signaling =
+            crate::paths::LinkSignaling::new(&session_id, self.link.clone(), self.signals);
         crate::session::serve(
             verified,
             keys,
-            offer.connectivity,
-            self.dial,
+            crate::session::Paths {
+                connectivity: offer.connectivity.unwrap_or_default(),
+                dial: self.dial,
+                p2p: self.p2p,
+                signaling,
+            },
             self.session_limits,
             self.link,
             stop,

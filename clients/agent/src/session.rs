@@ -12,7 +12,7 @@ use tucdesk_proto::v1::agent_message::Kind as AgentKind;
 use tucdesk_proto::v1::{
     CloseReason, ConnectivityInfo, SessionEvent, SessionEventKind, SessionKind, SessionReport, Side,
 };
-use tucdesk_transport::{ChannelError, DialOptions, MessagePipe, SessionSender};
+use tucdesk_transport::{ChannelError, DialOptions, SessionSender};
 
 use crate::link::LinkHandle;
 use crate::offer::VerifiedOffer;
@@ -161,39 +161,36 @@ fn report(link: &LinkHandle, session_id: &str, report: SessionReport) {
     }));
 }
 
-/// Runs an accepted session: dials the relay, confirms keys, serves it, reports.
+/// How an accepted session connects: what rendezvous offered, and the local settings.
+#[derive(Debug)]
+pub struct Paths {
+    pub connectivity: ConnectivityInfo,
+    pub dial: DialOptions,
+    pub p2p: tucdesk_p2p::P2pOptions,
+    pub signaling: crate::paths::LinkSignaling,
+}
+
+/// Runs an accepted session: connects over the path the operator takes, confirms keys, serves
+/// it, reports.
 pub async fn serve(
     offer: VerifiedOffer,
     keys: SessionKeys,
-    connectivity: Option<ConnectivityInfo>,
-    dial: DialOptions,
+    paths: Paths,
     limits: SessionLimits,
     link: LinkHandle,
     stop: Stop,
 ) {
     let started = Instant::now();
     let session_id = offer.session_id.clone();
-    let Some(endpoint) = connectivity.and_then(|c| c.relay) else {
-        tracing::warn!(
-            session_id,
-            "the offer named no relay; the session cannot start"
-        );
-        report(
-            &link,
-            &session_id,
-            SessionReport {
-                kind: SessionEventKind::Ended as i32,
-                message: "no relay endpoint in the offer".into(),
-                ..Default::default()
-            },
-        );
-        return;
-    };
     let channel = async {
-        let pipe = tucdesk_transport::dial_relay(&endpoint, &session_id, Side::Agent, &dial)
-            .await
-            .map_err(|err| err.to_string())?;
-        let pipe: Arc<dyn MessagePipe> = Arc::new(pipe);
+        let pipe = crate::paths::connect(
+            &session_id,
+            paths.connectivity,
+            &paths.dial,
+            &paths.p2p,
+            paths.signaling,
+        )
+        .await?;
         tucdesk_transport::establish(pipe, keys.into_agent_channel(), Side::Agent, None)
             .await
             .map_err(|err| err.to_string())

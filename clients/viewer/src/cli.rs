@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tucdesk_proto::v1::Path as SessionPath;
 
 use crate::api::{self, Api, ApiError, LoginTarget};
 use crate::config::{ConfigDir, KNOWN_AGENTS_FILE};
@@ -200,6 +201,31 @@ struct SessionArgs {
     /// Extra CA certificate (PEM) for a wss:// relay with a private CA.
     #[arg(long, env = "TUCDESK_RELAY_CA_FILE")]
     relay_ca_file: Option<PathBuf>,
+    /// Tell on stderr which agent and path a command runs on (`connect` always does).
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Which path carries the session: `auto` tries a direct (peer-to-peer) connection and
+    /// TURN at once and falls back to the WebSocket relay; `direct`, `turn` or `ws` forces one
+    /// (troubleshooting: a forced path that cannot connect is an error, not a fallback).
+    #[arg(long, env = "TUCDESK_PATH", default_value = "auto", value_parser = parse_path)]
+    path: SessionPath,
+    /// Seconds the direct/TURN attempt may take before `auto` moves on to the WebSocket relay.
+    #[arg(long, env = "TUCDESK_P2P_TIMEOUT_SECS", default_value_t = 10)]
+    p2p_timeout_secs: u64,
+    /// Local UDP addresses for direct and TURN paths (comma separated, port 0 = any). The
+    /// default binds every non-loopback interface; give 127.0.0.1:0 for a stack on loopback.
+    #[arg(long, env = "TUCDESK_ICE_BIND", value_delimiter = ',')]
+    ice_bind: Vec<std::net::SocketAddr>,
+}
+
+fn parse_path(value: &str) -> Result<SessionPath, String> {
+    match value {
+        "auto" => Ok(SessionPath::Unspecified),
+        "direct" => Ok(SessionPath::Direct),
+        "turn" => Ok(SessionPath::Turn),
+        "ws" => Ok(SessionPath::Ws),
+        other => Err(format!("{other:?}: expected auto, direct, turn or ws")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -543,6 +569,18 @@ async fn agents(config: &ConfigDir, json: bool, tags: Vec<String>) -> anyhow::Re
     Ok(())
 }
 
+/// The direct/TURN settings from the command line (defaults for what is not given).
+fn p2p_options(bind: &[std::net::SocketAddr], timeout_secs: u64) -> tucdesk_p2p::P2pOptions {
+    let mut options = tucdesk_p2p::P2pOptions {
+        connect_deadline: std::time::Duration::from_secs(timeout_secs.clamp(1, 120)),
+        ..tucdesk_p2p::P2pOptions::default()
+    };
+    if !bind.is_empty() {
+        options.udp_addrs = bind.to_vec();
+    }
+    options
+}
+
 fn dial(session: &SessionArgs) -> anyhow::Result<DialOptions> {
     let tls = match &session.relay_ca_file {
         Some(path) => Some(tucdesk_transport::tls::client_config(Some(path))?),
@@ -571,6 +609,8 @@ async fn open_session(
         accept_new: session.accept_new,
         initial_size: terminal::terminal_size(),
         dial: dial(session)?,
+        path: session.path,
+        p2p: p2p_options(&session.ice_bind, session.p2p_timeout_secs),
     };
     let opened = open(
         &mut api,
@@ -671,6 +711,14 @@ async fn exec(
         Some(spec.clone()),
     )
     .await?;
+    if session.verbose {
+        eprintln!(
+            "tucdesk: running on {} ({}) via {}; end-to-end encrypted",
+            opened.agent.name,
+            opened.agent.fingerprint,
+            tucdesk_transport::path_name(opened.path)
+        );
+    }
     let channel = &mut opened.channel;
     let outcome = crate::exec::run(
         &mut channel.sender,

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod open;
+pub mod paths;
 pub mod pins;
 pub mod terminal;

@@ -3,7 +3,6 @@
 //! asks for one), verify the agent's answer with the pinned key, dial the relay and confirm
 //! the keys. Rendezvous and the relay never learn the session keys.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tucdesk_crypto::handshake::OperatorHandshake;
@@ -14,7 +13,7 @@ use tucdesk_proto::v1::{
     HandshakeInit, ListAgentsRequest, Path, ReportSessionRequest, SessionEventKind, SessionKind,
     SessionReport, Side, TerminalSize,
 };
-use tucdesk_transport::{DialOptions, Established, MessagePipe};
+use tucdesk_transport::{DialOptions, Established};
 
 use crate::api::{Api, ApiError};
 use crate::pins::{KnownAgents, PinError};
@@ -42,7 +41,7 @@ pub enum OpenError {
     NotApproved { id: String, state: String },
     #[error("the agent's answer does not verify with its pinned key: {0}")]
     BadAnswer(String),
-    #[error("connecting through the relay: {0}")]
+    #[error("connecting the session: {0}")]
     Transport(String),
 }
 
@@ -57,6 +56,9 @@ pub struct SessionSpec {
     pub accept_new: bool,
     pub initial_size: Option<TerminalSize>,
     pub dial: DialOptions,
+    /// `Path::Unspecified` = automatic (direct/TURN, then the WebSocket relay).
+    pub path: Path,
+    pub p2p: tucdesk_p2p::P2pOptions,
 }
 
 /// An open session.
@@ -161,7 +163,7 @@ pub async fn open(
                     e_op_pub: offer.e_op_pub.to_bytes().to_vec(),
                     offer_signature: offer.signature.to_bytes().to_vec(),
                 }),
-                requested_path: Path::Ws as i32,
+                requested_path: spec.path as i32,
                 approval_id: approval_id.clone(),
                 reason: spec.reason.clone(),
                 initial_size: spec.initial_size,
@@ -217,14 +219,8 @@ pub async fn open(
     let keys = handshake
         .finish(&answer)
         .map_err(|err| OpenError::BadAnswer(err.to_string()))?;
-    let relay = accepted
-        .connectivity
-        .and_then(|c| c.relay)
-        .ok_or_else(|| OpenError::Transport("rendezvous named no relay".into()))?;
-    let pipe = tucdesk_transport::dial_relay(&relay, &session_id, Side::Operator, &spec.dial)
-        .await
-        .map_err(|err| OpenError::Transport(err.to_string()))?;
-    let pipe: Arc<dyn MessagePipe> = Arc::new(pipe);
+    let connectivity = accepted.connectivity.unwrap_or_default();
+    let pipe = crate::paths::connect(api, &session_id, &connectivity, spec, &progress).await?;
     let path = pipe.path();
     let channel =
         tucdesk_transport::establish(pipe, keys.into_operator_channel(), Side::Operator, None)

@@ -14,6 +14,11 @@ use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 use crate::P2pOptions;
 
+/// Longest [`MessagePipe::close`] waits for the peer to acknowledge what was sent.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often `close` looks at the unacknowledged byte count while draining.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A connected ICE DataChannel: the direct or TURN path of one session.
 ///
 /// Sends wait while more than [`P2pOptions::send_buffer_limit`] bytes are unacknowledged by
@@ -205,6 +210,19 @@ impl MessagePipe for P2pPipe {
     async fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
+        }
+        // Closing the channel discards what the peer has not acknowledged yet, and the last
+        // message sent is usually the one that matters (an exit status, a close reason): let
+        // it drain first, for a bounded time, unless the connection is already gone.
+        let drained = async {
+            while self.channel.outstanding_bytes().await.unwrap_or(0) > 0 {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        tokio::select! {
+            () = drained => {}
+            _ = lost(self.state.clone()) => {}
+            () = tokio::time::sleep(CLOSE_LINGER) => {}
         }
         let _ = self.channel.close().await;
         let _ = self.pc.close().await;

@@ -391,6 +391,28 @@ async fn close_is_idempotent_and_ends_the_peer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_sent_before_close_still_arrives() {
+    let (operator, agent) = connect_direct().await;
+    // A burst, then close at once: the last message (a session's exit status, say) must not
+    // be cut off by the close.
+    for seq in 0..50 {
+        agent.send(numbered(seq, 32 * 1024)).await.unwrap();
+    }
+    agent.close().await;
+    for seq in 0..50 {
+        let message = tokio::time::timeout(GUARD, operator.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before message {seq}"));
+        assert_eq!(check_numbered(&message), seq);
+    }
+    let end = tokio::time::timeout(GUARD, operator.recv()).await.unwrap();
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    operator.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_blocked_on_a_full_buffer_is_released_when_the_peer_goes() {
     let bounded = P2pOptions {
         send_buffer_limit: 64 * 1024,

@@ -403,8 +403,19 @@ impl Rendezvous {
             )?),
             _ => None,
         };
+        let servers = turn::ice_servers(&relay.stun_urls, &relay.turn_urls, credential.as_ref());
+        let has_turn = servers
+            .iter()
+            .any(|server| server.urls.iter().any(|url| url.starts_with("turn")));
+        if path == Path::Turn && !has_turn {
+            return Err(RendezvousError::refused(
+                RejectReason::NoRelay,
+                "this relay offers no TURN server (or rendezvous has no TURN secret); use the \
+                 automatic path or the WebSocket relay",
+            ));
+        }
         let ice = IceConfig {
-            servers: turn::ice_servers(&relay.stun_urls, &relay.turn_urls, credential.as_ref()),
+            servers,
             expires_at_ms: credential
                 .as_ref()
                 .map_or(0, |c| c.expires_at_secs.saturating_mul(1000)),

@@ -16,6 +16,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// Longest a viewer command may take in a test.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Direct and TURN paths bind loopback only: test traffic never leaves this machine's
+/// loopback interface (the default binds every other interface).
+pub const LOOPBACK_ICE: &str = "127.0.0.1:0";
+
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_e2e-tucdesk-agent");
 pub const VIEWER_BIN: &str = env!("CARGO_BIN_EXE_e2e-tucdesk");
 
@@ -172,7 +176,9 @@ impl Viewer {
         command
             .args(args)
             .env("TUCDESK_CONFIG_DIR", self.dir.path())
+            .env("TUCDESK_ICE_BIND", LOOPBACK_ICE)
             .env_remove("TUCDESK_PASSWORD")
+            .env_remove("TUCDESK_PATH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -281,6 +287,7 @@ impl Agent {
             ])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("TUCDESK_ICE_BIND", LOOPBACK_ICE)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
