@@ -13,6 +13,7 @@
 //! | [`device_proof`] | operator device-key proofs over a request context (`tucdesk-device-proof-v1`) |
 //! | [`jws`], [`assertion`] | strict EdDSA compact JWS; service-to-service assertions |
 //! | [`turn`] | TURN REST credentials for coturn (`use-auth-secret`) |
+//! | [`recording`] | recording manifest signatures and upload proofs (`tucdesk-recording-*-v1`) |
 //! | [`hazmat`] | fixed-key constructors for vectors, fuzzing and benches only |
 //!
 //! The byte layouts are documented in each module and in the crate README;
@@ -33,6 +34,7 @@ pub mod json;
 pub mod jws;
 pub mod keyfile;
 pub mod proof_scopes;
+pub mod recording;
 pub mod registration;
 pub mod rng;
 pub mod secret;

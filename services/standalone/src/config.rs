@@ -26,6 +26,7 @@ pub const RELAY_STUN_PORT_OFFSET: u16 = 21;
 pub const RELAY_ADMIN_PORT_OFFSET: u16 = 22;
 pub const AUDIT_PORT_OFFSET: u16 = 30;
 pub const AUDIT_HTTP_PORT_OFFSET: u16 = 31;
+pub const RECORDER_PORT_OFFSET: u16 = 40;
 
 /// Where the stack keeps its state, where it listens and whom it creates on first start.
 ///
@@ -94,6 +95,11 @@ pub struct StandaloneConfig {
     #[arg(long, env = "TUCDESK_STANDALONE_AUDIT_HTTP_PORT")]
     pub audit_http_port: Option<u16>,
 
+    /// Recorder gRPC port (RecorderService: agents upload recordings, operators list and
+    /// download them). Default: base + 40.
+    #[arg(long, env = "TUCDESK_STANDALONE_RECORDER_PORT")]
+    pub recorder_port: Option<u16>,
+
     /// Ops HTTP port (`/metrics`, `/healthz`, `/readyz`; loopback only). Default: base + 0.
     #[arg(long, env = "TUCDESK_STANDALONE_OPS_PORT")]
     pub ops_port: Option<u16>,
@@ -136,6 +142,7 @@ pub struct Ports {
     pub relay_admin: u16,
     pub audit: u16,
     pub audit_http: u16,
+    pub recorder: u16,
 }
 
 /// A configuration that cannot work.
@@ -169,6 +176,7 @@ impl StandaloneConfig {
             relay_admin_port: None,
             audit_port: None,
             audit_http_port: None,
+            recorder_port: None,
             ops_port: None,
             relay_tls_cert: None,
             relay_tls_key: None,
@@ -226,6 +234,7 @@ impl StandaloneConfig {
             relay_admin: port(self.relay_admin_port, RELAY_ADMIN_PORT_OFFSET)?,
             audit: port(self.audit_port, AUDIT_PORT_OFFSET)?,
             audit_http: port(self.audit_http_port, AUDIT_HTTP_PORT_OFFSET)?,
+            recorder: port(self.recorder_port, RECORDER_PORT_OFFSET)?,
         })
     }
 
@@ -310,6 +319,7 @@ mod tests {
             (7411, 7420, 7421, 7422)
         );
         assert_eq!((ports.audit, ports.audit_http), (7430, 7431));
+        assert_eq!(ports.recorder, 7440);
         let cli = Cli::try_parse_from(["t", "--base-port", "9000", "--auth-port", "1234"]).unwrap();
         let ports = cli.config.ports().unwrap();
         assert_eq!((ports.auth_grpc, ports.auth_http), (1234, 9002));

@@ -63,6 +63,7 @@ pub struct Addresses {
     pub relay_admin: SocketAddr,
     pub audit: SocketAddr,
     pub audit_http: SocketAddr,
+    pub recorder: SocketAddr,
     pub ops: SocketAddr,
 }
 
@@ -83,6 +84,8 @@ pub struct Urls {
     pub audit: String,
     /// The audit service's HTTP export (`GET <this>/v1/audit/export`).
     pub audit_http: String,
+    /// The recorder's gRPC (RecorderService).
+    pub recorder: String,
 }
 
 type ServiceTask = (&'static str, anyhow::Result<()>);
@@ -152,6 +155,7 @@ impl Standalone {
             relay_admin: listeners.relay.admin.local_addr()?,
             audit: listeners.audit.local_addr()?,
             audit_http: listeners.audit_http.local_addr()?,
+            recorder: listeners.recorder.local_addr()?,
             ops: listeners.ops.local_addr()?,
         };
         let host = config.url_host();
@@ -168,6 +172,7 @@ impl Standalone {
             stun: format!("stun:{host}:{}", addresses.relay_stun.port()),
             audit: format!("http://{host}:{}", addresses.audit.port()),
             audit_http: format!("http://{host}:{}", addresses.audit_http.port()),
+            recorder: format!("http://{host}:{}", addresses.recorder.port()),
         };
         let wiring = Wiring {
             auth_grpc: addresses.auth_grpc,
@@ -179,6 +184,7 @@ impl Standalone {
             relay_admin: addresses.relay_admin,
             audit: addresses.audit,
             audit_http: addresses.audit_http,
+            recorder: addresses.recorder,
             auth_url: format!("http://{}", config::dial_addr(addresses.auth_grpc)),
             issuer: urls.issuer.clone(),
             relay_ws_url: urls.relay_ws.clone(),
@@ -366,6 +372,8 @@ async fn start_services(
     tasks: &mut JoinSet<ServiceTask>,
 ) -> anyhow::Result<(Option<FirstStart>, Auth, Rendezvous, Relay)> {
     let identity = services::load_or_create_service_key(&layout.rendezvous_service_key)?;
+    let recorder_identity =
+        tucdesk_recorder::directory::load_or_create_service_key(&layout.recorder_service_key)?;
 
     let auth = services::build_auth(layout, wiring, shared, &identity.agent_id()).await?;
     let first_start =
@@ -378,7 +386,14 @@ async fn start_services(
     });
 
     // Rendezvous before the relay, so it already follows heartbeats when the first arrives.
-    let rendezvous = services::build_rendezvous(layout, wiring, shared, identity).await?;
+    let rendezvous = services::build_rendezvous(
+        layout,
+        wiring,
+        shared,
+        identity,
+        &recorder_identity.agent_id(),
+    )
+    .await?;
     tasks.spawn({
         let (rdv, token) = (rendezvous.clone(), shutdown.clone());
         let (public, internal) = (listeners.rendezvous, listeners.rendezvous_internal);
@@ -426,6 +441,16 @@ async fn start_services(
         async move {
             let served = tucdesk_audit::serve_http(audit, access, listener, token).await;
             ("audit HTTP export", served.map_err(anyhow::Error::from))
+        }
+    });
+
+    let recorder = services::build_recorder(layout, wiring, shared, recorder_identity).await?;
+    let recorder_access = services::recorder_access(wiring).await?;
+    tasks.spawn({
+        let (recorder, token, listener) = (recorder.clone(), shutdown.clone(), listeners.recorder);
+        async move {
+            let served = tucdesk_recorder::serve(recorder, recorder_access, listener, token).await;
+            ("recorder", served.map_err(anyhow::Error::from))
         }
     });
 

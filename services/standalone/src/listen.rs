@@ -19,6 +19,7 @@ pub(crate) struct Listeners {
     pub relay: tucdesk_relay::Listeners,
     pub audit: TcpListener,
     pub audit_http: TcpListener,
+    pub recorder: TcpListener,
     pub ops: TcpListener,
 }
 
@@ -49,6 +50,7 @@ pub(crate) async fn bind(config: &StandaloneConfig) -> anyhow::Result<Listeners>
         },
         audit: tcp(host, ports.audit, "audit gRPC").await?,
         audit_http: tcp(host, ports.audit_http, "the audit HTTP export").await?,
+        recorder: tcp(host, ports.recorder, "recorder gRPC").await?,
         ops: tcp(loopback, ports.ops, "the ops server").await?,
     })
 }

@@ -87,6 +87,12 @@ pub struct DataLayout {
     pub auth_key_dir: PathBuf,
     /// Rendezvous's service key; its development code key sits beside it (`code.key`).
     pub rendezvous_service_key: PathBuf,
+    /// The recorder's upload progress and listing (`recorder.db`).
+    pub recorder_db: PathBuf,
+    /// The recorder's service key (rendezvous trusts it for agent and session lookups).
+    pub recorder_service_key: PathBuf,
+    /// The recordings (age files and signed manifests), `tenants/{team}/recordings/…`.
+    pub recordings_dir: PathBuf,
     /// Directories created private (0700) before any key is written.
     pub private_dirs: Vec<PathBuf>,
 }
@@ -100,11 +106,16 @@ impl DataLayout {
             audit_key: config.data_path("keys/audit/audit.key"),
             auth_key_dir: config.data_path("keys/auth"),
             rendezvous_service_key: config.data_path("keys/rendezvous/service.key"),
+            recorder_db: config.data_path("recorder.db"),
+            recorder_service_key: config.data_path("keys/recorder/service.key"),
+            recordings_dir: config.data_path("recordings"),
             private_dirs: vec![
                 config.data_path("keys"),
                 config.data_path("keys/auth"),
                 config.data_path("keys/rendezvous"),
                 config.data_path("keys/audit"),
+                config.data_path("keys/recorder"),
+                config.data_path("recordings"),
             ],
         }
     }
@@ -122,6 +133,7 @@ pub struct Wiring {
     pub relay_admin: SocketAddr,
     pub audit: SocketAddr,
     pub audit_http: SocketAddr,
+    pub recorder: SocketAddr,
     /// `http://<auth gRPC>` as dialled from this process.
     pub auth_url: String,
     /// `iss` of every token: the public URL of auth's HTTP listener.
@@ -203,6 +215,7 @@ pub async fn build_rendezvous(
     wiring: &Wiring,
     shared: &SharedBackends,
     identity: Identity,
+    recorder_public: &str,
 ) -> anyhow::Result<Rendezvous> {
     let db = sqlite(
         &layout.rendezvous_db,
@@ -223,7 +236,11 @@ pub async fn build_rendezvous(
     config.auth_startup_timeout = AUTH_STARTUP_TIMEOUT;
     config.service_key_file = layout.rendezvous_service_key.clone();
     config.code_key = None;
-    config.service_keys = Vec::new();
+    // The in-process recorder looks up agent keys and sessions on the internal listener.
+    config.service_keys = vec![format!(
+        "{}={recorder_public}",
+        tucdesk_recorder::directory::SERVICE_NAME
+    )];
     config.turn_secret = None;
     config.region = Some(REGION.to_owned());
     let code_key = tucdesk_rendezvous::load_code_key(&config)?;
@@ -310,4 +327,51 @@ pub async fn audit_access(wiring: &Wiring) -> anyhow::Result<AccessVerifier> {
         .await
         .context("the audit service fetching auth's keys")?;
     Ok(AccessVerifier::from_auth(keys, TOKEN_AUDIENCE))
+}
+
+/// The recorder on `recorder.db`, storing recordings under `recordings/` in the data
+/// directory, looking agents and sessions up at rendezvous's internal listener.
+pub async fn build_recorder(
+    layout: &DataLayout,
+    wiring: &Wiring,
+    shared: &SharedBackends,
+    identity: Identity,
+) -> anyhow::Result<tucdesk_recorder::Recorder> {
+    let db = sqlite(&layout.recorder_db, tucdesk_recorder::MIGRATIONS).await?;
+    let mut config = tucdesk_recorder::RecorderConfig::embedded(
+        &format!("sqlite://{}", layout.recorder_db.display()),
+        "memory://",
+        &format!("file://{}", layout.recordings_dir.display()),
+    );
+    config.grpc_addr = wiring.recorder;
+    config.rendezvous_internal_url = format!(
+        "http://{}",
+        crate::config::dial_addr(wiring.rendezvous_internal)
+    );
+    config.service_key_file = layout.recorder_service_key.clone();
+    config.auth_url = wiring.auth_url.clone();
+    config.token_issuer = wiring.issuer.clone();
+    config.token_audience = TOKEN_AUDIENCE.to_owned();
+    let signer = tucdesk_recorder::directory::service_signer(identity)?;
+    let directory =
+        tucdesk_recorder::RendezvousDirectory::new(&config.rendezvous_internal_url, signer)?;
+    let backends = tucdesk_recorder::Backends {
+        db,
+        bus: shared.bus.clone(),
+        store: tucdesk_recorder::objects::open(&config)?,
+        directory: Arc::new(directory),
+    };
+    Ok(tucdesk_recorder::Recorder::new(config, backends).await?)
+}
+
+/// Verification of access tokens for the recorder's List and Get, following auth's keys.
+pub async fn recorder_access(wiring: &Wiring) -> anyhow::Result<tucdesk_recorder::AccessVerifier> {
+    let channel = tucdesk_svc::auth_keys::auth_channel(&wiring.auth_url)?;
+    let keys = AuthKeys::connect(channel, &wiring.issuer, AUTH_STARTUP_TIMEOUT)
+        .await
+        .context("the recorder fetching auth's keys")?;
+    Ok(tucdesk_recorder::AccessVerifier::from_auth(
+        keys,
+        TOKEN_AUDIENCE,
+    ))
 }

@@ -44,6 +44,14 @@ pub fn render(stack: &Standalone) -> String {
         format!("{}/v1/audit/export  (NDJSON; ?format=ocsf)", u.audit_http),
     );
     line(
+        "recorder gRPC",
+        format!(
+            "{}  (recordings in {})",
+            u.recorder,
+            stack.data_dir().join("recordings").display()
+        ),
+    );
+    line(
         "audit public key",
         format!(
             "{}  ({})",

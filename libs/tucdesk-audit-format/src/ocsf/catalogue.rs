@@ -291,6 +291,10 @@ pub const ACTIONS: &[ActionMapping] = &[
     row("session.connectivity_renewed", API, API_UPDATE, Info),
     row("session.end", API, API_DELETE, Info),
     row("session.terminated", API, API_DELETE, Info),
+    // recorder: recordings stored and read.
+    row("recording.upload", API, API_CREATE, Info),
+    row("recording.upload_rejected", API, API_CREATE, Medium),
+    row("recording.download", API, API_READ, Info),
     // audit: reads of the log.
     row("audit.query", API, API_READ, Info),
     row("audit.export", API, API_READ, Info),

@@ -75,6 +75,9 @@ const EXPECTED: &[(&str, u32, u32)] = &[
     ("session.connectivity_renewed", 6003, 3),
     ("session.end", 6003, 4),
     ("session.terminated", 6003, 4),
+    ("recording.upload", 6003, 1),
+    ("recording.upload_rejected", 6003, 1),
+    ("recording.download", 6003, 2),
     ("audit.query", 6003, 2),
     ("audit.export", 6003, 2),
 ];
