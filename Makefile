@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Builds go outside the clone by default so every checkout (and CI) reuses one cache.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tucdesk/target
 
-.PHONY: help build test lint fmt bench bench-rendezvous bench-relay bench-ssh bench-audit deps demo
+.PHONY: help build test lint fmt bench bench-rendezvous bench-relay bench-ssh bench-paths bench-audit deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -41,6 +41,10 @@ bench-ssh: ## TucDesk sessions vs OpenSSH on loopback, release: setup, keystroke
 	$(CARGO) build --release -p tucdesk-bench -p tucdesk-standalone -p tucdesk-agent -p tucdesk-viewer
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3
 	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --runs 10 --samples 300 --file-mb 100 --streams 3 --lean-shell
+
+bench-paths: ## Sessions over each path (direct, TURN through the stack's coturn, WebSocket relay) vs OpenSSH, release: setup, keystroke echo, throughput (needs openssh-server, openssh-client, coturn)
+	$(CARGO) build --release -p tucdesk-bench -p tucdesk-standalone -p tucdesk-agent -p tucdesk-viewer
+	$(CARGO_TARGET_DIR)/release/tucdesk-bench ssh --paths direct,turn,ws --runs 10 --samples 300 --file-mb 100 --streams 3 --lean-shell
 
 bench-audit: ## Audit log load tool, release: entries appended per second on Postgres and SQLite (batch 1, 100, 1000), export verification speed
 	$(CARGO) build --release -p tucdesk-bench

@@ -128,6 +128,10 @@ enum Command {
         /// the user's rc files (setup then measures the session, not the shell's start-up).
         #[arg(long)]
         lean_shell: bool,
+        /// Paths TucDesk is measured over, each as its own client beside ssh, comma
+        /// separated: direct, turn (starts the stack with coturn), ws.
+        #[arg(long, value_delimiter = ',', default_value = "direct,ws", value_parser = ssh::SessionPath::parse)]
+        paths: Vec<ssh::SessionPath>,
     },
     /// Audit log entries appended per second through the audit service's append path
     /// (`Audit::append_deliveries`: hash, Ed25519 signature, Merkle accumulator, checkpoints,
@@ -205,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
             file_mb,
             streams,
             lean_shell,
+            paths,
         } => {
             interruptible(ssh::run(ssh::Options {
                 runs,
@@ -212,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
                 file_mb,
                 streams,
                 lean_shell,
+                paths,
             }))
             .await
         }

@@ -68,8 +68,43 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(180);
 const MARKER_PREFIX: &str = "TUCDESK-END-";
 const MARKER_RARE_BYTE: u8 = b'-';
 
+/// The session path a TucDesk client is forced onto (`tucdesk connect --path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPath {
+    Direct,
+    Turn,
+    Ws,
+}
+
+impl SessionPath {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "direct" => Ok(Self::Direct),
+            "turn" => Ok(Self::Turn),
+            "ws" => Ok(Self::Ws),
+            other => Err(format!("{other:?}: expected direct, turn or ws")),
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Turn => "turn",
+            Self::Ws => "ws",
+        }
+    }
+
+    fn client_name(self) -> &'static str {
+        match self {
+            Self::Direct => "tucdesk (direct)",
+            Self::Turn => "tucdesk (TURN)",
+            Self::Ws => "tucdesk (WS relay)",
+        }
+    }
+}
+
 /// What to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub runs: usize,
     pub samples: usize,
@@ -78,21 +113,22 @@ pub struct Options {
     /// Both remote shells get `HOME` set to an empty directory, so that neither reads the
     /// user's rc files: session setup without the user's shell start-up in it.
     pub lean_shell: bool,
+    /// The paths TucDesk is measured over, each as its own client beside ssh (TURN needs the
+    /// stack's coturn: `tucdesk-standalone --turn`).
+    pub paths: Vec<SessionPath>,
 }
 
-/// The two clients, in the order each measurement runs them.
+/// The clients, in the order each measurement runs them: TucDesk once per path, then ssh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
-    TucDesk,
+    TucDesk(SessionPath),
     OpenSsh,
 }
 
 impl Tool {
-    const ALL: [Tool; 2] = [Tool::TucDesk, Tool::OpenSsh];
-
     fn name(self) -> &'static str {
         match self {
-            Tool::TucDesk => "tucdesk",
+            Tool::TucDesk(path) => path.client_name(),
             Tool::OpenSsh => "ssh",
         }
     }
@@ -108,10 +144,10 @@ struct Sides {
 impl Sides {
     async fn open(&self, tool: Tool) -> anyhow::Result<(Session, Opened)> {
         match tool {
-            Tool::TucDesk => {
+            Tool::TucDesk(path) => {
                 Session::open(
                     tool.name(),
-                    self.tucdesk.client(),
+                    self.tucdesk.client(path.arg()),
                     Some(stack::OPENED_MARKER),
                 )
                 .await
@@ -124,12 +160,16 @@ impl Sides {
     /// (the remote shell and `cat` are left out: they do the same work for both).
     fn server_parts(&mut self, tool: Tool) -> anyhow::Result<Vec<(&'static str, Vec<u32>)>> {
         match tool {
-            Tool::TucDesk => {
+            Tool::TucDesk(_) => {
                 self.tucdesk.check_alive()?;
-                Ok(vec![
+                let mut parts = vec![
                     ("tucdesk-standalone", vec![self.tucdesk.standalone_pid]),
                     ("tucdesk-agent", vec![self.tucdesk.agent_pid]),
-                ])
+                ];
+                if let Some(turn) = self.tucdesk.turn_pids() {
+                    parts.push(("coturn", turn));
+                }
+                Ok(parts)
             }
             Tool::OpenSsh => Ok(vec![("sshd (connection)", self.ssh.connection_pids()?)]),
         }
@@ -148,6 +188,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     if options.streams == 0 || options.streams > MAX_STREAMS {
         bail!("--streams must be between 1 and {MAX_STREAMS}");
+    }
+    if options.paths.is_empty() || options.paths.len() > 3 {
+        bail!("--paths takes one to three of direct, turn, ws");
     }
     // Everything that can be missing is looked for before anything starts.
     let tools = openssh::Tools::find()?;
@@ -175,9 +218,22 @@ async fn measure(
     binaries: &stack::Binaries,
     dir: &Path,
 ) -> anyhow::Result<()> {
+    let clients: Vec<Tool> = options
+        .paths
+        .iter()
+        .map(|path| Tool::TucDesk(*path))
+        .chain([Tool::OpenSsh])
+        .collect();
     println!(
-        "ssh: tucdesk connect (→ tucdesk-standalone relay → tucdesk-agent) vs ssh -tt (→ sshd), \
-         all on loopback; {} setups, {} keystrokes and {} × {} MB of output per client; shells: {}",
+        "ssh: tucdesk connect --path {} (→ tucdesk-standalone → tucdesk-agent) vs ssh -tt \
+         (→ sshd), all on loopback; {} setups, {} keystrokes and {} × {} MB of output per \
+         client; shells: {}",
+        options
+            .paths
+            .iter()
+            .map(|p| p.arg())
+            .collect::<Vec<_>>()
+            .join("|"),
         options.runs,
         options.samples,
         options.streams,
@@ -209,7 +265,8 @@ async fn measure(
     };
     let ssh = OpenSsh::start(tools, &dir.join("openssh"), home.as_deref()).await?;
     println!("  openssh: sshd on 127.0.0.1:{}", ssh.port);
-    let tucdesk = TucDesk::start(binaries, &dir.join("tucdesk"), home.as_deref()).await?;
+    let turn = options.paths.contains(&SessionPath::Turn);
+    let tucdesk = TucDesk::start(binaries, &dir.join("tucdesk"), home.as_deref(), turn).await?;
     println!(
         "  tucdesk: standalone stack pid {}, agent {:?} pid {} online",
         tucdesk.standalone_pid,
@@ -217,14 +274,14 @@ async fn measure(
         tucdesk.agent_pid
     );
     let mut sides = Sides { tucdesk, ssh };
-    let mut figures = [Figures::default(), Figures::default()];
+    let mut figures: Vec<Figures> = clients.iter().map(|_| Figures::default()).collect();
 
     println!(
         "  session setup: {} runs per client, alternating, after one warm-up each",
         options.runs
     );
     for round in 0..=options.runs {
-        for (tool, figures) in Tool::ALL.into_iter().zip(figures.iter_mut()) {
+        for (tool, figures) in clients.iter().copied().zip(figures.iter_mut()) {
             let (session, opened) = sides.open(tool).await?;
             session.finish().await?;
             if round > 0 {
@@ -238,7 +295,7 @@ async fn measure(
     // One session per client for the rest, both open at once, so that the two clients take
     // turns and a change in the machine's background load falls on both alike.
     let mut sessions = Vec::new();
-    for tool in Tool::ALL {
+    for tool in clients.iter().copied() {
         let (mut session, _) = sides.open(tool).await?;
         session.settle(PROMPT_QUIET, SETTLE_LIMIT).await?;
         sessions.push(session);
@@ -260,8 +317,9 @@ async fn measure(
         options.streams, options.file_mb
     );
     for _ in 0..options.streams {
-        for ((tool, session), figures) in Tool::ALL
-            .into_iter()
+        for ((tool, session), figures) in clients
+            .iter()
+            .copied()
             .zip(sessions.iter_mut())
             .zip(figures.iter_mut())
         {
@@ -272,8 +330,12 @@ async fn measure(
         session.finish().await?;
     }
     sides.tucdesk.check_alive()?;
-    let [tucdesk, ssh] = &figures;
-    report::print(tucdesk, ssh, file_bytes);
+    let Some((ssh, ours)) = figures.split_last() else {
+        bail!("no client was measured");
+    };
+    for (tool, tucdesk) in clients.iter().zip(ours) {
+        report::print(tool.name(), tucdesk, ssh, file_bytes);
+    }
     Ok(())
 }
 

@@ -71,7 +71,7 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-pub fn print(tucdesk: &Figures, ssh: &Figures, file_bytes: u64) {
+pub fn print(client: &str, tucdesk: &Figures, ssh: &Figures, file_bytes: u64) {
     let (t, s) = (tucdesk, ssh);
     let setup = (ms(&t.setups, 0.5), ms(&s.setups, 0.5));
     let echo = (us(&t.echoes, 0.99), us(&s.echoes, 0.99));
@@ -114,7 +114,7 @@ pub fn print(tucdesk: &Figures, ssh: &Figures, file_bytes: u64) {
             met(rate.0 >= rate.1),
         ),
     ];
-    println!("results (ratio = tucdesk / ssh):");
+    println!("results, {client} (ratio = tucdesk / ssh):");
     println!(
         "  {:<26}  {:>10}  {:>10}  {:>6}  {:<11}  met?",
         "metric", "tucdesk", "ssh", "ratio", "goal"
@@ -135,7 +135,7 @@ pub fn print(tucdesk: &Figures, ssh: &Figures, file_bytes: u64) {
         let opened = ms(&t.opened, 0.5);
         println!(
             "  tucdesk setup, p50: {opened:.1} ms to \"connected\" (API calls, offer and answer, \
-             relay, key exchange), then {:.1} ms to the first byte (shell start)",
+             path, key exchange), then {:.1} ms to the first byte (shell start)",
             (setup.0 - opened).max(0.0)
         );
     }

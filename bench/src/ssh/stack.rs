@@ -66,6 +66,7 @@ impl TucDesk {
         binaries: &Binaries,
         dir: &Path,
         home: Option<&Path>,
+        turn: bool,
     ) -> anyhow::Result<Self> {
         let data = dir.join("data");
         let config_dir = dir.join("viewer");
@@ -91,6 +92,14 @@ impl TucDesk {
             // Errors only: its start-up warnings (development keys, not for production) are
             // known and would only clutter the report.
             .args(["--log", "error"]);
+        if turn {
+            // coturn beside the relay, allowed to relay between loopback peers (the bench's
+            // agent and client both live on 127.0.0.1).
+            command
+                .arg("--turn")
+                .args(["--turn-port", &free_udp_port()?.port().to_string()])
+                .args(["--turn-allow-peer", "127.0.0.0/8"]);
+        }
         let standalone = ServiceProcess::start(STANDALONE, command, ops).await?;
         let rendezvous_url = url(rendezvous);
 
@@ -135,6 +144,8 @@ impl TucDesk {
 
         let mut run = Command::new(&binaries.agent);
         run.arg("--state-dir").arg(&state).arg("run");
+        // Direct and TURN paths on loopback only, like everything else in the bench.
+        run.env("TUCDESK_ICE_BIND", LOOPBACK_ICE);
         if let Some(home) = home {
             run.env("HOME", home);
         }
@@ -184,17 +195,38 @@ impl TucDesk {
         self.agent.check_alive()
     }
 
-    /// `tucdesk connect` to the agent (its key pinned on first use).
-    pub fn client(&self) -> tokio::process::Command {
+    /// `tucdesk connect` to the agent over `path` (its key pinned on first use).
+    pub fn client(&self, path: &str) -> tokio::process::Command {
         let mut command = viewer(&self.viewer, &self.config_dir);
-        command.args(["connect", AGENT_NAME, "--accept-new"]);
+        command.args(["connect", AGENT_NAME, "--accept-new", "--path", path]);
         command
     }
+
+    /// The stack's coturn processes (children of the standalone process named `turnserver`),
+    /// when it runs one.
+    pub fn turn_pids(&self) -> Option<Vec<u32>> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.standalone_pid)).ok()?;
+        let mut found = Vec::new();
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "turnserver" {
+                    found.push(pid);
+                }
+            }
+        }
+        (!found.is_empty()).then_some(found)
+    }
 }
+
+/// Where the agent and the client bind their direct/TURN sockets.
+const LOOPBACK_ICE: &str = "127.0.0.1:0";
 
 fn viewer(binary: &Path, config_dir: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binary);
     command.arg("--config-dir").arg(config_dir);
+    command.env("TUCDESK_ICE_BIND", LOOPBACK_ICE);
     command
 }
 
