@@ -41,6 +41,8 @@ echo "rendezvous: $rendezvous"
 echo "audit:      $audit (public key $audit_key)"
 
 export TUCDESK_CONFIG_DIR="$work/viewer"
+# Direct (peer-to-peer) sessions between two programs on this machine: bind loopback only.
+export TUCDESK_ICE_BIND=127.0.0.1:0
 step "tucdesk login (first login: the setup token sets the owner's password; a device key is made)"
 password="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$password" | "$bin/tucdesk" login --auth "$auth" --rendezvous "$rendezvous" --audit "$audit" \
@@ -79,6 +81,8 @@ printf 'echo "hello from $(hostname), in a PTY: $(tty)"\nexit 0\n' |
   sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | grep -E '^hello from [^$]' || fail "no shell output"
 path=$(sed -n 's/.* via \(.*\); end-to-end.*/\1/p' "$work/connect.err")
 echo "path used:         ${path:-unknown}"
+echo "\$ tucdesk exec demo-host --path ws --verbose -- echo forced through the WebSocket relay"
+"$bin/tucdesk" exec demo-host --path ws --verbose -- echo forced through the WebSocket relay
 echo "agent fingerprint: $fingerprint"
 
 step "the signed audit log: export it and verify it offline with the audit public key"
