@@ -15,6 +15,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
 
+pub mod access;
 pub mod audit_events;
 pub mod auth_keys;
 pub mod bus;

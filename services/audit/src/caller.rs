@@ -5,88 +5,47 @@
 //! support principal) whose role is owner, admin or auditor. `team_id` comes from these claims
 //! and nowhere else: every read is of the caller's own team.
 
-use tokio_util::sync::CancellationToken;
 use tonic::Request;
-use tucdesk_svc::auth_keys::AuthKeys;
-use tucdesk_token::{AccessClaims, RequireCnf, Role, TokenError, TokenVerifier};
+use tucdesk_svc::access::AccessError;
+use tucdesk_token::{AccessClaims, Role};
 
 use crate::error::AuditError;
+
+pub use tucdesk_svc::access::AccessVerifier;
 
 /// Roles that may read their team's audit log.
 pub const READER_ROLES: [Role; 3] = [Role::Owner, Role::Admin, Role::Auditor];
 
-/// Longest `authorization` header accepted ("Bearer " + a token).
-const MAX_BEARER_LEN: usize = tucdesk_proto::limits::MAX_TOKEN_LEN + 16;
-
-/// Verifies access tokens: against auth's keys (followed and refreshed), or a fixed key set
-/// (tests and tools).
-#[derive(Debug, Clone)]
-pub struct AccessVerifier {
-    verifier: TokenVerifier,
-    keys: Option<AuthKeys>,
+impl From<AccessError> for AuditError {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Expired => AuditError::TokenExpired,
+            other => AuditError::Unauthenticated(other.message()),
+        }
+    }
 }
 
-impl AccessVerifier {
-    /// Tokens auth signs for `audience`, its keys followed through `keys`.
-    pub fn from_auth(keys: AuthKeys, audience: &str) -> Self {
-        Self {
-            verifier: keys.verifier(audience),
-            keys: Some(keys),
-        }
-    }
+/// The verified caller of a gRPC `request`, allowed to read the audit log.
+pub async fn caller<T>(
+    access: &AccessVerifier,
+    request: &Request<T>,
+) -> Result<Caller, AuditError> {
+    reader(access.verify_request(request).await?)
+}
 
-    /// Tokens verified by `verifier` alone.
-    pub fn fixed(verifier: TokenVerifier) -> Self {
-        Self {
-            verifier,
-            keys: None,
-        }
-    }
+/// The verified caller presenting the `authorization` header `value` (an HTTP header), allowed
+/// to read the audit log.
+pub async fn caller_from_authorization(
+    access: &AccessVerifier,
+    value: Option<&str>,
+) -> Result<Caller, AuditError> {
+    reader(access.verify_authorization(value).await?)
+}
 
-    /// Refreshes auth's keys periodically until `shutdown` (nothing to do for fixed keys).
-    pub async fn run_refresh(&self, shutdown: CancellationToken) {
-        if let Some(keys) = &self.keys {
-            keys.run_refresh(shutdown).await;
-        }
-    }
-
-    /// The verified caller of a gRPC `request`, allowed to read the audit log.
-    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, AuditError> {
-        let value = request
-            .metadata()
-            .get(tucdesk_proto::metadata::AUTHORIZATION)
-            .map(|value| value.to_str().map_err(|_| MALFORMED))
-            .transpose()?;
-        self.caller_from_authorization(value).await
-    }
-
-    /// The verified caller presenting the `authorization` header `value` (gRPC metadata or an
-    /// HTTP header), allowed to read the audit log.
-    pub async fn caller_from_authorization(
-        &self,
-        value: Option<&str>,
-    ) -> Result<Caller, AuditError> {
-        let token = bearer_token(value)?;
-        let verify = || {
-            self.verifier
-                .verify_access(token, tucdesk_token::unix_now(), RequireCnf::No)
-        };
-        let claims = match (verify(), &self.keys) {
-            (Err(TokenError::UnknownKey), Some(keys)) => {
-                // Auth may have rotated its key since our last fetch.
-                keys.refresh_for_unknown_kid().await;
-                verify()
-            }
-            (other, _) => other,
-        }
-        .map_err(|err| match err {
-            TokenError::Expired => AuditError::TokenExpired,
-            _ => AuditError::Unauthenticated("the access token is invalid"),
-        })?;
-        let caller = Caller { claims };
-        caller.require_reader()?;
-        Ok(caller)
-    }
+fn reader(claims: AccessClaims) -> Result<Caller, AuditError> {
+    let caller = Caller { claims };
+    caller.require_reader()?;
+    Ok(caller)
 }
 
 /// A verified caller.
@@ -134,19 +93,6 @@ impl Caller {
         }
         Ok(())
     }
-}
-
-const MALFORMED: AuditError = AuditError::Unauthenticated("malformed authorization header");
-
-/// The token of an `authorization` header value (`Bearer <token>`), bounded before use.
-pub fn bearer_token(value: Option<&str>) -> Result<&str, AuditError> {
-    let value = value.ok_or(AuditError::Unauthenticated("an access token is required"))?;
-    if value.len() > MAX_BEARER_LEN {
-        return Err(AuditError::Unauthenticated("authorization header too long"));
-    }
-    value
-        .strip_prefix("Bearer ")
-        .ok_or(AuditError::Unauthenticated("expected a Bearer token"))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl AuditGrpc {
         Fut: Future<Output = Result<R, AuditError>>,
     {
         let outcome = async {
-            let caller = self.access.caller(&request).await?;
+            let caller = crate::caller::caller(&self.access, &request).await?;
             call(caller, request.into_inner()).await
         }
         .await;

@@ -252,10 +252,7 @@ async fn start(
                 .map_err(|_| AuditError::Unauthenticated("malformed authorization header"))
         })
         .transpose()?;
-    let caller = state
-        .access
-        .caller_from_authorization(authorization)
-        .await?;
+    let caller = crate::caller::caller_from_authorization(&state.access, authorization).await?;
     let query = parse_query(query)?;
     let filter = EntryFilter {
         from_seq: i64::try_from(query.since).unwrap_or(i64::MAX),

@@ -5,92 +5,34 @@
 //! nowhere else. Owners, admins and auditors see every recording of their team; everyone else
 //! sees the recordings of the sessions they opened themselves.
 
-use tokio_util::sync::CancellationToken;
 use tonic::Request;
-use tucdesk_svc::auth_keys::AuthKeys;
-use tucdesk_token::{AccessClaims, RequireCnf, Role, TokenError, TokenVerifier};
+use tucdesk_svc::access::AccessError;
+use tucdesk_token::{AccessClaims, Role};
 
 use crate::error::RecorderError;
+
+pub use tucdesk_svc::access::AccessVerifier;
 
 /// Roles that see every recording of their team.
 pub const TEAM_READER_ROLES: [Role; 3] = [Role::Owner, Role::Admin, Role::Auditor];
 
-/// Longest `authorization` header accepted ("Bearer " + a token).
-const MAX_BEARER_LEN: usize = tucdesk_proto::limits::MAX_TOKEN_LEN + 16;
-
-/// Verifies access tokens: against auth's keys (followed and refreshed), or a fixed key set.
-#[derive(Debug, Clone)]
-pub struct AccessVerifier {
-    verifier: TokenVerifier,
-    keys: Option<AuthKeys>,
+impl From<AccessError> for RecorderError {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Expired => RecorderError::TokenExpired,
+            other => RecorderError::Unauthenticated(other.message()),
+        }
+    }
 }
 
-impl AccessVerifier {
-    pub fn from_auth(keys: AuthKeys, audience: &str) -> Self {
-        Self {
-            verifier: keys.verifier(audience),
-            keys: Some(keys),
-        }
-    }
-
-    pub fn fixed(verifier: TokenVerifier) -> Self {
-        Self {
-            verifier,
-            keys: None,
-        }
-    }
-
-    /// Refreshes auth's keys periodically until `shutdown` (nothing to do for fixed keys).
-    pub async fn run_refresh(&self, shutdown: CancellationToken) {
-        if let Some(keys) = &self.keys {
-            keys.run_refresh(shutdown).await;
-        }
-    }
-
-    /// The verified caller of a gRPC `request`.
-    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, RecorderError> {
-        let value = request
-            .metadata()
-            .get(tucdesk_proto::metadata::AUTHORIZATION)
-            .map(|value| {
-                value
-                    .to_str()
-                    .map_err(|_| RecorderError::Unauthenticated("malformed authorization header"))
-            })
-            .transpose()?;
-        let value = value.ok_or(RecorderError::Unauthenticated(
-            "an access token is required",
-        ))?;
-        if value.len() > MAX_BEARER_LEN {
-            return Err(RecorderError::Unauthenticated(
-                "authorization header too long",
-            ));
-        }
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or(RecorderError::Unauthenticated("expected a Bearer token"))?;
-        let verify = || {
-            self.verifier
-                .verify_access(token, tucdesk_token::unix_now(), RequireCnf::No)
-        };
-        let claims = match (verify(), &self.keys) {
-            (Err(TokenError::UnknownKey), Some(keys)) => {
-                keys.refresh_for_unknown_kid().await;
-                verify()
-            }
-            (other, _) => other,
-        }
-        .map_err(|err| match err {
-            TokenError::Expired => RecorderError::TokenExpired,
-            _ => RecorderError::Unauthenticated("the access token is invalid"),
-        })?;
-        if claims.cnf.is_none() {
-            return Err(RecorderError::Unauthenticated(
-                "the access token is not bound to a device key",
-            ));
-        }
-        Ok(Caller { claims })
-    }
+/// The verified caller of a gRPC `request` (a device-bound access token).
+pub async fn caller<T>(
+    access: &AccessVerifier,
+    request: &Request<T>,
+) -> Result<Caller, RecorderError> {
+    Ok(Caller {
+        claims: access.verify_request(request).await?,
+    })
 }
 
 /// A verified caller.

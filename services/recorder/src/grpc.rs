@@ -97,7 +97,7 @@ impl RecorderService for RecorderGrpc {
         request: Request<ListRecordingsRequest>,
     ) -> GrpcResult<ListRecordingsResponse> {
         self.counted("list", async {
-            let caller = self.access.caller(&request).await?;
+            let caller = crate::caller::caller(&self.access, &request).await?;
             self.recorder.list(&caller, request.get_ref()).await
         })
         .await
@@ -108,7 +108,7 @@ impl RecorderService for RecorderGrpc {
         request: Request<GetRecordingRequest>,
     ) -> GrpcResult<BoxStream<GetRecordingResponse>> {
         self.counted("get", async {
-            let caller = self.access.caller(&request).await?;
+            let caller = crate::caller::caller(&self.access, &request).await?;
             self.recorder
                 .get(&caller, request.get_ref(), self.shutdown.clone())
                 .await
