@@ -166,7 +166,12 @@ async fn forced_paths_are_used_or_fail_clearly(backend: Backend) {
                 path,
             ])
             .await;
-        assert_eq!(stdout(&out), format!("{path}\n"), "{path}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("{path}\n"),
+            "{path}: {}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains(shown), "{path}: {}", stderr(&out));
     }
     // This stack has no TURN server: a forced TURN path is refused up front and says why,

@@ -404,7 +404,12 @@ async fn deliveries_report_the_backlog(f: &mut Fixture) {
     }
     // Not for this consumer: never part of its backlog.
     f.bus
-        .stream_publish(&f.subject("audit.other.x"), "o", Headers::new(), Bytes::new())
+        .stream_publish(
+            &f.subject("audit.other.x"),
+            "o",
+            Headers::new(),
+            Bytes::new(),
+        )
         .await
         .unwrap();
     let mut consumer = f.bus.durable_consumer(&consumer_spec).await.unwrap();
