@@ -122,52 +122,103 @@ pub async fn query(
     }))
 }
 
-/// Rows per multi-row statement: 14 binds a row keeps a statement far below both Postgres's
-/// 65 535 and SQLite's 32 766 bind limits, and a batch of 1 000 costs two round trips.
+/// Rows per multi-row SQLite statement: 14 binds a row keeps a statement far below SQLite's
+/// 32 766 bind limit, and a batch of 1 000 costs two statements.
 const ROWS_PER_INSERT: usize = 500;
 
 /// Ids per `IN (…)` lookup (same bind limits as above).
 const IDS_PER_LOOKUP: usize = 1_000;
 
-/// Appends `entries` (inside the batch's transaction), a few hundred rows per statement:
-/// per-statement round trips, not hashing or signing, bound the append rate.
+/// Appends `entries` (inside the batch's transaction) in as few statements as possible:
+/// per-statement round trips, not hashing or signing, bound the append rate. Postgres takes
+/// the whole batch as one `INSERT … SELECT FROM UNNEST` of column arrays (one cached statement
+/// with 14 parameters, whatever the batch size); SQLite, multi-row `VALUES` a few hundred rows
+/// at a time.
 pub async fn insert_many(
     tx: &mut Tx,
     entries: &[Entry],
     key_id: &str,
     now_ms: i64,
 ) -> Result<(), WriteError> {
-    for chunk in entries.chunks(ROWS_PER_INSERT) {
-        let mut rows = Vec::with_capacity(chunk.len());
-        for entry in chunk {
-            rows.push(EntryInsert::new(entry)?);
-        }
-        on_tx!(tx, |conn| {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO audit_entries (team_id, seq, event_id, prev_hash, hash, sig, key_id, \
-                 event_json, occurred_at_ms, action, actor_id, target, session_id, appended_at_ms) ",
-            );
-            insert.push_values(&rows, |mut values, row| {
-                let event = &row.entry.event;
-                values
-                    .push_bind(&event.team_id)
-                    .push_bind(row.seq)
-                    .push_bind(&event.event_id)
-                    .push_bind(&row.entry.prev_hash[..])
-                    .push_bind(&row.entry.hash[..])
-                    .push_bind(&row.entry.sig[..])
-                    .push_bind(key_id)
-                    .push_bind(&row.event_json)
-                    .push_bind(row.occurred_at_ms)
-                    .push_bind(&event.action)
-                    .push_bind(&event.actor.id)
-                    .push_bind(&event.target)
-                    .push_bind(event.session_id.as_deref())
-                    .push_bind(now_ms);
-            });
-            insert.build().execute(conn).await?.rows_affected()
-        });
+    if entries.is_empty() {
+        return Ok(());
     }
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        rows.push(EntryInsert::new(entry)?);
+    }
+    match tx {
+        Tx::Postgres(pg) => insert_unnest(pg, &rows, key_id, now_ms).await,
+        Tx::Sqlite(lite) => {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::new(INSERT_COLUMNS);
+                insert.push_values(chunk, |mut values, row| {
+                    let event = &row.entry.event;
+                    values
+                        .push_bind(&event.team_id)
+                        .push_bind(row.seq)
+                        .push_bind(&event.event_id)
+                        .push_bind(&row.entry.prev_hash[..])
+                        .push_bind(&row.entry.hash[..])
+                        .push_bind(&row.entry.sig[..])
+                        .push_bind(key_id)
+                        .push_bind(&row.event_json)
+                        .push_bind(row.occurred_at_ms)
+                        .push_bind(&event.action)
+                        .push_bind(&event.actor.id)
+                        .push_bind(&event.target)
+                        .push_bind(event.session_id.as_deref())
+                        .push_bind(now_ms);
+                });
+                insert.build().execute(&mut **lite).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+const INSERT_COLUMNS: &str = "INSERT INTO audit_entries (team_id, seq, event_id, prev_hash, hash, \
+     sig, key_id, event_json, occurred_at_ms, action, actor_id, target, session_id, \
+     appended_at_ms) ";
+
+/// The Postgres insert: one array per column.
+async fn insert_unnest(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: &[EntryInsert<'_>],
+    key_id: &str,
+    now_ms: i64,
+) -> Result<(), WriteError> {
+    let column = |f: fn(&EntryInsert<'_>) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let bytes = |f: fn(&EntryInsert<'_>) -> Vec<u8>| rows.iter().map(f).collect::<Vec<Vec<u8>>>();
+    let sql = format!(
+        "{INSERT_COLUMNS} SELECT t.team_id, t.seq, t.event_id, t.prev_hash, t.hash, t.sig, $7, \
+         t.event_json, t.occurred_at_ms, t.action, t.actor_id, t.target, t.session_id, $14 \
+         FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::bytea[], $5::bytea[], \
+         $6::bytea[], $8::text[], $9::int8[], $10::text[], $11::text[], $12::text[], \
+         $13::text[]) AS t(team_id, seq, event_id, prev_hash, hash, sig, event_json, \
+         occurred_at_ms, action, actor_id, target, session_id)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(column(|r| r.entry.event.team_id.clone()))
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<i64>>())
+        .bind(column(|r| r.entry.event.event_id.clone()))
+        .bind(bytes(|r| r.entry.prev_hash.to_vec()))
+        .bind(bytes(|r| r.entry.hash.to_vec()))
+        .bind(bytes(|r| r.entry.sig.to_vec()))
+        .bind(key_id)
+        .bind(column(|r| r.event_json.clone()))
+        .bind(rows.iter().map(|r| r.occurred_at_ms).collect::<Vec<i64>>())
+        .bind(column(|r| r.entry.event.action.clone()))
+        .bind(column(|r| r.entry.event.actor.id.clone()))
+        .bind(column(|r| r.entry.event.target.clone()))
+        .bind(
+            rows.iter()
+                .map(|r| r.entry.event.session_id.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
