@@ -133,7 +133,21 @@ pub struct LoginTarget {
     pub auth: String,
     pub rendezvous: String,
     pub audit: String,
+    /// Recorder URL, when recordings are used.
+    pub recorder: Option<String>,
     pub ca_file: Option<PathBuf>,
+}
+
+/// The recorder URL to store: the one given, else the one stored for the same rendezvous (so
+/// logging in again without `--recorder` keeps it).
+fn recorder_url(config: &ConfigDir, target: &LoginTarget) -> Option<String> {
+    target.recorder.clone().or_else(|| {
+        config
+            .credentials()
+            .ok()
+            .filter(|stored| stored.rendezvous == target.rendezvous)
+            .and_then(|stored| stored.recorder)
+    })
 }
 
 /// Email + password (+ TOTP) login with a device-key proof; stores the tokens.
@@ -172,10 +186,12 @@ pub async fn login(
         Some(login_response::Result::TotpRequired(_)) => return Err(ApiError::TotpRequired),
         None => return Err(ApiError::Refused("empty login answer".into())),
     };
+    let recorder = recorder_url(config, &target);
     let mut credentials = Credentials {
         auth: target.auth,
         rendezvous: target.rendezvous,
         audit: target.audit,
+        recorder,
         ca_file: target.ca_file,
         email: email.to_owned(),
         user_id: String::new(),
@@ -224,10 +240,12 @@ pub async fn redeem_support_code(
         .await
         .map_err(|s| ApiError::from_status(&s))?
         .into_inner();
+    let recorder = recorder_url(config, &target);
     let credentials = Credentials {
         auth: target.auth,
         rendezvous: target.rendezvous,
         audit: target.audit,
+        recorder,
         ca_file: target.ca_file,
         email: display_name.to_owned(),
         user_id: String::new(),
@@ -376,6 +394,27 @@ impl Api {
         .map_err(|err| ApiError::Setup(err.to_string()))?;
         Ok(
             tucdesk_proto::v1::audit_service_client::AuditServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+    }
+
+    /// A client for the recorder (streaming: downloads can be long). An error naming
+    /// `tucdesk login --recorder URL` when no recorder URL is stored.
+    pub fn recorder(
+        &self,
+    ) -> Result<tucdesk_proto::v1::recorder_service_client::RecorderServiceClient<Channel>, ApiError>
+    {
+        let url = self.credentials.recorder.as_deref().ok_or_else(|| {
+            ApiError::Setup(
+                "no recorder URL is stored; log in again with `tucdesk login --recorder URL` \
+                 (the standalone stack's is http://127.0.0.1:7440)"
+                    .into(),
+            )
+        })?;
+        let channel = rpc::channel(url, self.credentials.ca_file.as_deref(), true)
+            .map_err(|err| ApiError::Setup(err.to_string()))?;
+        Ok(
+            tucdesk_proto::v1::recorder_service_client::RecorderServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE),
         )
     }

@@ -116,6 +116,19 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Session recordings: the auditors' key (`keygen`), the team's recipients and mode
+    /// (admin), and verified downloads (`list`, `export`).
+    ///
+    /// Agents encrypt recordings with age to the team's recipients; the recorder and its
+    /// storage never see plaintext. First `tucdesk recordings keygen -o auditors.key`, then
+    /// `tucdesk recordings recipients add age1… --label …` and `tucdesk recordings mode on`.
+    /// Needs the recorder URL: `tucdesk login --recorder URL`.
+    #[command(subcommand)]
+    Recordings(crate::recordings::RecordingsCommand),
+    /// Play a recording in this terminal with its original timing: a session id (downloaded
+    /// from the recorder, its agent signature, size and SHA-256 verified before decrypting),
+    /// or a local `.cast.age` (with its `.manifest.pb`) or `.cast` file.
+    Play(crate::recordings::PlayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +179,10 @@ struct LoginArgs {
         default_value = "http://127.0.0.1:7430"
     )]
     audit: String,
+    /// Recorder URL (for `tucdesk recordings` and `tucdesk play`; the standalone stack's is
+    /// http://127.0.0.1:7440). Optional: recording commands say when it is missing.
+    #[arg(long, env = "TUCDESK_RECORDER_URL")]
+    recorder: Option<String>,
     /// Extra CA certificate (PEM) for servers with a private CA.
     #[arg(long, env = "TUCDESK_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -451,6 +468,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(AuditCommand::Export { output, from_seq }) => {
             export_audit(&config, output, from_seq).await.map(|()| 0)
         }
+        Command::Recordings(command) => crate::recordings::run(&config, command).await.map(|()| 0),
+        Command::Play(args) => crate::recordings::play(&config, args).await.map(|()| 0),
     }
 }
 
@@ -459,6 +478,7 @@ async fn login(config: &ConfigDir, args: LoginArgs) -> anyhow::Result<()> {
         auth: args.auth.clone(),
         rendezvous: args.rendezvous.clone(),
         audit: args.audit.clone(),
+        recorder: args.recorder.clone(),
         ca_file: args.ca_file.clone(),
     };
     if let Some(code) = &args.support_code {
@@ -1048,4 +1068,120 @@ async fn export_audit(
     }
     eprintln!("tucdesk: exported {entries} entries and {checkpoints} checkpoint(s)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::recordings::{RecipientsCommand, RecordingsCommand};
+    use tucdesk_proto::v1::RecordingMode;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tucdesk").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_command_has_help_and_the_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn recording_commands_parse() {
+        let cli = parse(&["recordings", "mode", "required"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Recordings(RecordingsCommand::Mode {
+                mode: RecordingMode::Required
+            })
+        ));
+        assert!(parse(&["recordings", "mode", "sometimes"]).is_err());
+        let cli = parse(&[
+            "recordings",
+            "recipients",
+            "add",
+            "age1xyz",
+            "--label",
+            "security team",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Recordings(RecordingsCommand::Recipients(RecipientsCommand::Add { label, .. }))
+                if label == "security team"
+        ));
+        assert!(parse(&["recordings", "recipients", "remove"]).is_err());
+        assert!(parse(&["recordings", "keygen"]).is_err(), "-o is required");
+        assert!(parse(&["recordings", "keygen", "-o", "k.txt"]).is_ok());
+        assert!(parse(&["recordings", "list", "--agent", "web-1", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn export_needs_an_identity_unless_it_keeps_the_file_encrypted() {
+        assert!(parse(&["recordings", "export", "S", "-o", "x.cast"]).is_err());
+        assert!(
+            parse(&[
+                "recordings",
+                "export",
+                "S",
+                "-o",
+                "x.cast",
+                "--identity",
+                "k"
+            ])
+            .is_ok()
+        );
+        let cli = parse(&[
+            "recordings",
+            "export",
+            "S",
+            "-o",
+            "x.cast.age",
+            "--encrypted",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Recordings(RecordingsCommand::Export {
+                encrypted: true,
+                force: false,
+                identity: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn play_takes_speed_and_max_idle() {
+        let cli = parse(&[
+            "play",
+            "S",
+            "--identity",
+            "k",
+            "--speed",
+            "2.5",
+            "--max-idle",
+            "1",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Play(args) => {
+                assert_eq!(args.target, "S");
+                assert!((args.speed - 2.5).abs() < f64::EPSILON);
+                assert_eq!(args.max_idle, Some(1.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["play", "S", "--speed", "fast"]).is_err());
+    }
+
+    #[test]
+    fn login_stores_an_optional_recorder_url() {
+        let cli = parse(&["login", "--email", "a@b.c", "--recorder", "http://r:7440"]).unwrap();
+        match cli.command {
+            Command::Login(args) => assert_eq!(args.recorder.as_deref(), Some("http://r:7440")),
+            other => panic!("{other:?}"),
+        }
+    }
 }

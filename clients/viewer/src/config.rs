@@ -44,6 +44,10 @@ pub struct Credentials {
     /// Audit gRPC URL.
     #[serde(default = "default_audit_url")]
     pub audit: String,
+    /// Recorder gRPC URL (for `tucdesk recordings` and `tucdesk play`); unset until a login
+    /// with `--recorder`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
     /// Extra CA file for servers with a private CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -199,6 +203,7 @@ mod tests {
             auth: "http://127.0.0.1:7401".into(),
             rendezvous: "http://127.0.0.1:7410".into(),
             audit: default_audit_url(),
+            recorder: Some("http://127.0.0.1:7440".into()),
             ca_file: None,
             email: "a@example.com".into(),
             user_id: "u".into(),

@@ -1,6 +1,7 @@
 //! `tucdesk`, the native viewer and CLI (SPEC §2, §3, §5): device key and tokens
 //! ([`config`], [`api`]), pinned agent keys ([`pins`]), sessions opened end to end
-//! ([`open`]) and used interactively ([`terminal`]) or for one command ([`exec`]).
+//! ([`open`]) and used interactively ([`terminal`]) or for one command ([`exec`]), and
+//! verified download and playback of session recordings ([`recordings`]).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -10,4 +11,5 @@ pub mod exec;
 pub mod open;
 pub mod paths;
 pub mod pins;
+pub mod recordings;
 pub mod terminal;
