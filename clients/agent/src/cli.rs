@@ -155,7 +155,12 @@ async fn main_async() -> ExitCode {
     }
 }
 
-fn options(run: &RunArgs, consent: Consent, quota: Option<usize>) -> AgentOptions {
+fn options(
+    run: &RunArgs,
+    consent: Consent,
+    quota: Option<usize>,
+    recordings: crate::recording::Recordings,
+) -> AgentOptions {
     AgentOptions {
         max_sessions: run.max_sessions.clamp(1, 1024),
         limits: SessionLimits {
@@ -169,6 +174,7 @@ fn options(run: &RunArgs, consent: Consent, quota: Option<usize>) -> AgentOption
         },
         p2p: p2p_options(&run.ice_bind, run.p2p_timeout_secs),
         session_quota: quota,
+        recordings: Some(recordings),
     }
 }
 
@@ -247,7 +253,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Consent::Unavailable
             };
-            let agent = Agent::new(identity, enrollment, options(&run, consent, None));
+            let recordings = crate::recording::Recordings::new(
+                state.recordings_dir(),
+                enrollment.ca_file.clone(),
+            );
+            let agent = Agent::new(
+                identity,
+                enrollment,
+                options(&run, consent, None, recordings),
+            );
             agent.run(shutdown_on_signals()).await?;
             Ok(())
         }
@@ -286,10 +300,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 println!("You will be asked before anyone gets in. Ctrl-C ends support mode.");
                 let (enrollment, identity) = throwaway.load()?;
+                // Recordings of a support session live (and are uploaded) while support mode
+                // runs; the throwaway directory goes with it.
+                let recordings = crate::recording::Recordings::new(
+                    throwaway.recordings_dir(),
+                    enrollment.ca_file.clone(),
+                );
                 let agent = Agent::new(
                     identity,
                     enrollment,
-                    options(&run, Consent::Terminal(prompt), Some(1)),
+                    options(&run, Consent::Terminal(prompt), Some(1), recordings),
                 );
                 agent.run(shutdown_on_signals()).await?;
                 anyhow::Ok(())

@@ -115,6 +115,9 @@ pub struct AgentOptions {
     pub p2p: tucdesk_p2p::P2pOptions,
     /// Stop after this many sessions ended (one-time support sessions); `None` = run forever.
     pub session_quota: Option<usize>,
+    /// Where session recordings are spooled and queued for upload (`{state}/recordings`);
+    /// `None` = this agent cannot record (teams that require recording get no session).
+    pub recordings: Option<crate::recording::Recordings>,
 }
 
 /// A running agent.
@@ -289,6 +292,19 @@ impl Agent {
     /// Runs until `shutdown` (or the session quota is used up), reconnecting as needed.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), LinkError> {
         let mut backoff = BACKOFF_FIRST;
+        let uploads = CancellationToken::new();
+        if let Some(recordings) = self.options.recordings.clone() {
+            // Before any session can start a spool: finish what a crash left behind.
+            let (r, identity) = (recordings.clone(), self.identity.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || crate::upload::recover(&r, &identity)).await;
+            tokio::spawn(crate::upload::run(
+                recordings,
+                self.identity.clone(),
+                uploads.clone(),
+            ));
+        }
+        let _stop_uploads = uploads.drop_guard();
         let quit = {
             let (shutdown, done) = (shutdown.clone(), self.done.clone());
             async move {
@@ -576,6 +592,7 @@ impl Agent {
             session_limits: self.options.limits.clone(),
             dial: self.options.dial.clone(),
             p2p: self.options.p2p.clone(),
+            recordings: self.options.recordings.clone(),
             signals,
         };
         let active = self.active.clone();
@@ -618,6 +635,7 @@ struct OfferTask {
     session_limits: SessionLimits,
     dial: DialOptions,
     p2p: tucdesk_p2p::P2pOptions,
+    recordings: Option<crate::recording::Recordings>,
     /// ICE signals from the operator for this offer's session.
     signals: mpsc::Receiver<SessionSignal>,
 }
@@ -690,10 +708,30 @@ impl OfferTask {
                 return false;
             }
         }
+        // Whether the session is recorded is settled before answering: a team that requires
+        // recording gets no session this host cannot record.
+        let recording = match crate::recording::prepare(
+            self.recordings.as_ref(),
+            &self.identity,
+            &self.team_id,
+            &offer,
+            &verified,
+        )
+        .await
+        {
+            Ok(recording) => recording,
+            Err(refusal) => {
+                self.refuse(&session_id, refusal);
+                return false;
+            }
+        };
         let (answer, keys) =
             match tucdesk_crypto::agent_respond(&self.identity, &verified.handshake) {
                 Ok(done) => done,
                 Err(err) => {
+                    if let Some(recording) = recording {
+                        recording.discard().await;
+                    }
                     self.refuse(
                         &session_id,
                         Refusal::new(RejectReason::ProofInvalid, format!("handshake: {err}")),
@@ -723,6 +761,7 @@ impl OfferTask {
             self.session_limits,
             self.link,
             stop,
+            recording,
         )
         .await;
         true
@@ -746,7 +785,7 @@ fn send_refusal(link: &LinkHandle, session_id: &str, refusal: &Refusal) {
     }));
 }
 
-fn jitter(base: Duration) -> Duration {
+pub(crate) fn jitter(base: Duration) -> Duration {
     // Full jitter: anywhere in [base/2, base].
     let random = tucdesk_crypto::rng::random_array::<8>()
         .map(u64::from_be_bytes)

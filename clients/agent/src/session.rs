@@ -179,6 +179,7 @@ pub async fn serve(
     limits: SessionLimits,
     link: LinkHandle,
     stop: Stop,
+    recording: Option<crate::recording::ActiveRecording>,
 ) {
     let started = Instant::now();
     let session_id = offer.session_id.clone();
@@ -203,6 +204,9 @@ pub async fn serve(
         Ok(established) => established,
         Err(message) => {
             tracing::warn!(session_id, error = %message, "session did not start");
+            if let Some(recording) = recording {
+                recording.discard().await;
+            }
             report(
                 &link,
                 &session_id,
@@ -234,6 +238,13 @@ pub async fn serve(
         },
     );
     let (sender, receiver) = (&mut established.sender, &mut established.receiver);
+    let (running, mut recorder) = match recording {
+        Some(recording) => {
+            let (running, recorder) = recording.start();
+            (Some(running), recorder)
+        }
+        None => (None, crate::recording::ShellRecorder::inactive()),
+    };
     let ended = match (offer.kind, &offer.exec) {
         (SessionKind::Exec, Some(spec)) => {
             crate::exec::run(sender, receiver, spec, &limits, &stop).await
@@ -245,15 +256,23 @@ pub async fn serve(
                 offer.initial_size.as_ref(),
                 &limits,
                 &stop,
+                &mut recorder,
             )
             .await
         }
+    };
+    // The recorder's queue closes with the shell's handle; then the spool is finished.
+    drop(recorder);
+    let recorded = match running {
+        Some(running) => running.finish().await,
+        None => false,
     };
     tracing::info!(
         session_id,
         reason = ended.reason.as_str_name(),
         bytes_in = established.receiver.bytes(),
         bytes_out = established.sender.bytes(),
+        recorded,
         "session ended"
     );
     report(
@@ -267,7 +286,7 @@ pub async fn serve(
             close_reason: ended.reason as i32,
             message: tucdesk_transport::ws::printable(&ended.message),
             duration_ms: millis(started.elapsed()),
-            recorded: false,
+            recorded,
         },
     );
 }

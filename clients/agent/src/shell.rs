@@ -15,6 +15,7 @@ use tucdesk_proto::v1::{
 };
 use tucdesk_transport::{SessionReceiver, SessionSender};
 
+use crate::recording::ShellRecorder;
 use crate::session::{Ended, SessionLimits, Stop, protocol_error};
 
 /// Output chunks buffered between the PTY reader thread and the session.
@@ -75,6 +76,7 @@ pub async fn run(
     size: Option<&TerminalSize>,
     limits: &SessionLimits,
     stop: &Stop,
+    recorder: &mut ShellRecorder,
 ) -> Ended {
     let pair = match native_pty_system().openpty(pty_size(size)) {
         Ok(pair) => pair,
@@ -162,14 +164,23 @@ pub async fn run(
                             continue;
                         }
                         data.extend_from_slice(&more[..room]);
+                        if let Err(why) = recorder.output(&data).await {
+                            failed = Some(Err(why));
+                            break;
+                        }
                         if let Err(err) = send_output(sender, &mut seq, std::mem::take(&mut data)).await {
-                            failed = Some(err);
+                            failed = Some(Ok(err));
                             break;
                         }
                         data = more[room..].to_vec();
                     }
-                    if let Some(err) = failed {
-                        break Ended::transport(err);
+                    match failed {
+                        Some(Ok(err)) => break Ended::transport(err),
+                        Some(Err(why)) => break protocol_error(sender, CloseReason::Policy, &why).await,
+                        None => {}
+                    }
+                    if let Err(why) = recorder.output(&data).await {
+                        break protocol_error(sender, CloseReason::Policy, &why).await;
                     }
                     if let Err(err) = send_output(sender, &mut seq, data).await {
                         break Ended::transport(err);
@@ -218,7 +229,11 @@ pub async fn run(
                         if tucdesk_proto::validate::terminal_size("resize", &size).is_err() {
                             break protocol_error(sender, CloseReason::ProtocolError, "bad terminal size").await;
                         }
-                        let _ = master.resize(pty_size(Some(&size)));
+                        let size = pty_size(Some(&size));
+                        let _ = master.resize(size);
+                        if let Err(why) = recorder.resize(size.cols, size.rows).await {
+                            break protocol_error(sender, CloseReason::Policy, &why).await;
+                        }
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                     }
                     frame::Kind::Ping(ping) => {
@@ -256,6 +271,11 @@ pub async fn run(
             () = &mut deadline => {
                 sender.close(CloseReason::MaxDuration, "the session reached its maximum duration").await;
                 break Ended::closed(CloseReason::MaxDuration);
+            },
+            () = recorder.lost() => {
+                if let Err(why) = recorder.on_lost() {
+                    break protocol_error(sender, CloseReason::Policy, &why).await;
+                }
             },
             () = stop.cancelled() => {
                 let reason = stop.reason();

@@ -109,6 +109,11 @@ impl StateDir {
         &self.root
     }
 
+    /// Session recordings: the spool key, spools of running sessions, the upload outbox.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.root.join(crate::recording::RECORDINGS_DIR)
+    }
+
     fn identity_path(&self) -> PathBuf {
         self.root.join(IDENTITY_FILE)
     }

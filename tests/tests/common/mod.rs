@@ -39,6 +39,12 @@ pub struct Stack {
     pub seen_by_relay: Arc<Mutex<Vec<Vec<u8>>>>,
     pub owner: Operator,
     pub owner_email: String,
+    /// The recorder's address, which rendezvous tells agents; nothing listens there until
+    /// [`Stack::start_recorder`].
+    pub recorder_addr: std::net::SocketAddr,
+    recorder: Option<tokio_util::sync::CancellationToken>,
+    /// The recorder's database, service key and local-directory object store.
+    pub recorder_dir: tempfile::TempDir,
 }
 
 impl Stack {
@@ -46,6 +52,22 @@ impl Stack {
         let mut dep = Deployment::new(backend).await.unwrap();
         let region = dep.config.region.clone().unwrap();
         dep.config.heartbeat_interval = Duration::from_millis(500);
+        // A recorder (started on demand) that rendezvous trusts and names in offers.
+        let recorder_dir = tempfile::tempdir().unwrap();
+        let recorder_key = tucdesk_recorder::directory::load_or_create_service_key(
+            &recorder_dir.path().join("service.key"),
+        )
+        .unwrap();
+        dep.config.service_keys.push(format!(
+            "{}={}",
+            tucdesk_recorder::directory::SERVICE_NAME,
+            recorder_key.agent_id()
+        ));
+        let recorder_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        dep.config.recorder_url = Some(format!("http://{recorder_addr}"));
         let rdv = dep.replica().await.unwrap();
         let node_id = unique("relay");
         let mut relay_config = test_config(&node_id);
@@ -77,7 +99,123 @@ impl Stack {
             seen_by_relay,
             owner,
             owner_email,
+            recorder_addr,
+            recorder: None,
+            recorder_dir,
         }
+    }
+
+    /// Starts the recorder in-process on [`Self::recorder_addr`]: SQLite, a local-directory
+    /// store, rendezvous's internal API for agents and sessions, auth's keys for callers.
+    pub async fn start_recorder(&mut self) {
+        let dir = self.recorder_dir.path();
+        let mut config = tucdesk_recorder::RecorderConfig::embedded(
+            &format!("sqlite://{}", dir.join("recorder.db").display()),
+            "memory://",
+            &format!("file://{}", self.recordings_store().display()),
+        );
+        config.grpc_addr = self.recorder_addr;
+        let key = tucdesk_recorder::directory::load_or_create_service_key(&dir.join("service.key"))
+            .unwrap();
+        let directory = tucdesk_recorder::RendezvousDirectory::new(
+            &format!("http://{}", self.rdv.internal_addr),
+            tucdesk_recorder::directory::service_signer(key).unwrap(),
+        )
+        .unwrap();
+        let backends = tucdesk_recorder::Backends::connect(&config, Arc::new(directory))
+            .await
+            .unwrap();
+        let recorder = tucdesk_recorder::Recorder::new(config, backends)
+            .await
+            .unwrap();
+        let keys = tucdesk_svc::auth_keys::AuthKeys::connect(
+            tucdesk_svc::auth_keys::auth_channel(&self.dep.auth.url()).unwrap(),
+            &self.dep.auth.issuer,
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let access = tucdesk_recorder::AccessVerifier::from_auth(keys, "tucdesk");
+        let listener = tokio::net::TcpListener::bind(self.recorder_addr)
+            .await
+            .unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(tucdesk_recorder::serve(
+            recorder,
+            access,
+            listener,
+            shutdown.clone(),
+        ));
+        self.recorder = Some(shutdown);
+    }
+
+    /// Where the recorder's local-directory store keeps objects.
+    pub fn recordings_store(&self) -> PathBuf {
+        self.recorder_dir.path().join("objects")
+    }
+
+    /// The recorder's gRPC client.
+    pub async fn recorder_client(
+        &self,
+    ) -> tucdesk_proto::v1::recorder_service_client::RecorderServiceClient<tonic::transport::Channel>
+    {
+        let channel =
+            tucdesk_transport::rpc::channel(&format!("http://{}", self.recorder_addr), None, true)
+                .unwrap();
+        tucdesk_proto::v1::recorder_service_client::RecorderServiceClient::new(channel)
+            .max_decoding_message_size(tucdesk_proto::limits::MAX_GRPC_MESSAGE_LEN)
+    }
+
+    /// Sets the team's recording mode and recipients (as the owner, with a device proof).
+    pub async fn set_recording(
+        &self,
+        mode: tucdesk_proto::v1::RecordingMode,
+        recipients: &[String],
+    ) {
+        use tucdesk_proto::v1::{
+            GetRecordingSettingsRequest, PutRecordingSettingsRequest, RecordingRecipient,
+        };
+        let mut client = self.rdv.operator_client();
+        let current = client
+            .get_recording_settings(self.owner.request(GetRecordingSettingsRequest {}).unwrap())
+            .await
+            .unwrap()
+            .into_inner();
+        let labels: Vec<String> = recipients.iter().map(|_| "e2e".to_owned()).collect();
+        let binding = tucdesk_crypto::proof_scopes::put_recording_settings_binding(
+            current.version,
+            mode as i32,
+            recipients,
+            &labels,
+        );
+        let proof = self
+            .owner
+            .proof(
+                tucdesk_crypto::proof_scopes::PUT_RECORDING_SETTINGS,
+                tucdesk_crypto::proof_scopes::PUT_RECORDING_SETTINGS_TARGET,
+                &binding,
+            )
+            .unwrap();
+        client
+            .put_recording_settings(
+                self.owner
+                    .request(PutRecordingSettingsRequest {
+                        mode: mode as i32,
+                        recipients: recipients
+                            .iter()
+                            .zip(labels)
+                            .map(|(recipient, label)| RecordingRecipient {
+                                recipient: recipient.clone(),
+                                label,
+                            })
+                            .collect(),
+                        expected_version: current.version,
+                        proof: Some(proof),
+                    })
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
     }
 
     pub fn rendezvous_url(&self) -> String {
@@ -146,6 +284,9 @@ impl Stack {
     }
 
     pub async fn stop(self) {
+        if let Some(recorder) = &self.recorder {
+            recorder.cancel();
+        }
         self.relay.shut_down();
         self.rdv.stop().await;
         self.dep.cleanup().await;
