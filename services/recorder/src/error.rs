@@ -135,7 +135,11 @@ impl From<tucdesk_svc::outbox::OutboxError> for RecorderError {
 
 impl From<object_store::Error> for RecorderError {
     fn from(err: object_store::Error) -> Self {
-        Self::internal("object store error", err)
+        match err {
+            // A listed recording whose object the store's retention rule already removed.
+            object_store::Error::NotFound { .. } => Self::NotFound("recording object"),
+            other => Self::internal("object store error", other),
+        }
     }
 }
 

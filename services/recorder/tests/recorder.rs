@@ -79,6 +79,14 @@ async fn roundtrip(db: Db, store: StoreKind) {
         h.audit_actions().await,
         vec!["recording.upload", "recording.download"]
     );
+    if store == StoreKind::Dir {
+        // The store's retention removed the object: still listed, but a clean NOT_FOUND.
+        std::fs::remove_file(h.store_dir.join(&done.object_key)).unwrap();
+        let status = download(&mut client, &admin, &made.session_id)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    }
     h.stop().await;
 }
 
