@@ -35,6 +35,7 @@ done
 auth=$(awk '$1 == "auth" && $2 == "gRPC" {print $3}' "$work/standalone.out")
 rendezvous=$(awk '$1 == "rendezvous" && NF == 2 {print $2}' "$work/standalone.out")
 audit=$(awk '$1 == "audit" && $2 == "gRPC" {print $3}' "$work/standalone.out")
+recorder=$(awk '$1 == "recorder" && $2 == "gRPC" {print $3}' "$work/standalone.out")
 audit_key=$(awk '$1 == "audit" && $2 == "public" {print $4}' "$work/standalone.out")
 echo "auth:       $auth"
 echo "rendezvous: $rendezvous"
@@ -45,7 +46,7 @@ export TUCDESK_CONFIG_DIR="$work/viewer"
 export TUCDESK_ICE_BIND=127.0.0.1:0
 step "tucdesk login (first login: the setup token sets the owner's password; a device key is made)"
 password="demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$password" | "$bin/tucdesk" login --auth "$auth" --rendezvous "$rendezvous" --audit "$audit" \
+printf '%s\n' "$password" | "$bin/tucdesk" login --auth "$auth" --rendezvous "$rendezvous" --audit "$audit" --recorder "$recorder" \
   --email admin@tucdesk.local --setup-token "$(cat "$work/data/setup-token")" --password-stdin
 
 step "tucdesk enroll-token create, then tucdesk-agent enroll on this machine"
@@ -84,6 +85,38 @@ echo "path used:         ${path:-unknown}"
 echo "\$ tucdesk exec demo-host --path ws --verbose -- echo forced through the WebSocket relay"
 "$bin/tucdesk" exec demo-host --path ws --verbose -- echo forced through the WebSocket relay
 echo "agent fingerprint: $fingerprint"
+
+step "recordings: the auditors' age key, recording on, a recorded shell, verified and played back"
+recipient=$("$bin/tucdesk" recordings keygen -o "$work/auditors.key" 2>/dev/null)
+echo "auditors' recipient: $recipient (identity kept in $work/auditors.key, never uploaded)"
+"$bin/tucdesk" recordings recipients add "$recipient" --label "demo auditors"
+"$bin/tucdesk" recordings mode on
+printf 'echo "this shell is recorded: $((6*7))"\nexit 0\n' |
+  "$bin/tucdesk" connect demo-host 2>/dev/null | tr -d '\r' |
+  sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | grep -E '^this shell is recorded: 42' || fail "no recorded shell output"
+session=""
+for _ in $(seq 1 150); do
+  session=$("$bin/tucdesk" recordings list --json 2>/dev/null | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+print(rows[0]["session_id"] if rows else "")' || true)
+  [ -n "$session" ] && break
+  sleep 0.2
+done
+[ -n "$session" ] || fail "the recording did not reach the recorder"
+"$bin/tucdesk" recordings list
+stored=$(find "$work/data/recordings" -name "$session.cast.age" | head -1)
+echo "stored (encrypted, tenant prefix): ${stored#"$work/data/recordings/"}"
+"$bin/tucdesk" recordings export "$session" -o "$work/session.cast" --identity "$work/auditors.key"
+grep -q 'this shell is recorded: 42' "$work/session.cast" || fail "the exported recording lacks the shell's output"
+echo "exported asciicast v2: $(head -c 120 "$work/session.cast")…"
+if command -v age >/dev/null; then
+  age --decrypt --identity "$work/auditors.key" "$stored" | grep -c 'this shell is recorded: 42' >/dev/null &&
+    echo "the standard age tool decrypts the stored file too"
+fi
+echo "\$ tucdesk play $session --identity auditors.key --speed 20"
+"$bin/tucdesk" play "$session" --identity "$work/auditors.key" --speed 20 | tr -d '\r' |
+  sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | grep -E 'this shell is recorded: 42' || fail "playback lacks the shell's output"
 
 step "the signed audit log: export it and verify it offline with the audit public key"
 sleep 1

@@ -208,8 +208,12 @@ impl TucDesk {
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.standalone_pid)).ok()?;
         let mut found = Vec::new();
         for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+            {
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 if comm.trim() == "turnserver" {
                     found.push(pid);

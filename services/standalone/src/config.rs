@@ -27,14 +27,17 @@ pub const RELAY_ADMIN_PORT_OFFSET: u16 = 22;
 pub const AUDIT_PORT_OFFSET: u16 = 30;
 pub const AUDIT_HTTP_PORT_OFFSET: u16 = 31;
 pub const RECORDER_PORT_OFFSET: u16 = 40;
+pub const TURN_PORT_OFFSET: u16 = 78;
+/// The coturn program `--turn` runs (looked up on `PATH`).
+pub const DEFAULT_TURNSERVER: &str = "turnserver";
 
 /// Where the stack keeps its state, where it listens and whom it creates on first start.
 ///
 /// Ports: every listener defaults to `--base-port` plus a fixed offset (7400 → ops 7400, auth
 /// gRPC 7401, auth HTTP 7402, rendezvous 7410, rendezvous internal 7411, relay WebSocket 7420,
-/// relay STUN 7421/udp, relay admin 7422, audit gRPC 7430, audit HTTP export 7431). A
-/// per-listener flag overrides its port; port 0 (or `--base-port 0`) picks a free ephemeral
-/// port.
+/// relay STUN 7421/udp, relay admin 7422, audit gRPC 7430, audit HTTP export 7431, recorder
+/// 7440, coturn 7478/udp with `--turn`). A per-listener flag overrides its port; port 0 (or
+/// `--base-port 0`) picks a free ephemeral port.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StandaloneConfig {
     /// Directory for the databases (the audit log's included), the development keys (the
@@ -120,6 +123,35 @@ pub struct StandaloneConfig {
     )]
     pub relay_tls_key: Option<PathBuf>,
 
+    /// Run coturn (`turnserver`) beside the relay, so sessions get a TURN path: a random
+    /// TURN secret is made at every start (rendezvous mints credentials with it) and the relay
+    /// advertises `turn:<public host>:<turn port>?transport=udp`.
+    #[arg(
+        long,
+        env = "TUCDESK_STANDALONE_TURN",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub turn: bool,
+
+    /// coturn's UDP port (with --turn), on --host. Default: base + 78.
+    #[arg(long, env = "TUCDESK_STANDALONE_TURN_PORT")]
+    pub turn_port: Option<u16>,
+
+    /// A peer range coturn may relay to although its deny list (loopback, private,
+    /// link-local, …) covers it: a CIDR (`10.0.0.0/8`) or an address; repeatable or comma
+    /// separated. For labs and tests only; never open private ranges on a shared server.
+    #[arg(
+        long,
+        env = "TUCDESK_STANDALONE_TURN_ALLOW_PEER",
+        value_delimiter = ','
+    )]
+    pub turn_allow_peer: Vec<crate::turn::PeerRange>,
+
+    /// The coturn program (with --turn).
+    #[arg(long, env = "TUCDESK_STANDALONE_TURNSERVER", default_value = DEFAULT_TURNSERVER)]
+    pub turnserver: PathBuf,
+
     /// Name of the team created on first start.
     #[arg(long, env = "TUCDESK_STANDALONE_TEAM", default_value = DEFAULT_TEAM)]
     pub team: String,
@@ -143,6 +175,8 @@ pub struct Ports {
     pub audit: u16,
     pub audit_http: u16,
     pub recorder: u16,
+    /// coturn's UDP port (used with --turn only).
+    pub turn: u16,
 }
 
 /// A configuration that cannot work.
@@ -180,6 +214,10 @@ impl StandaloneConfig {
             ops_port: None,
             relay_tls_cert: None,
             relay_tls_key: None,
+            turn: false,
+            turn_port: None,
+            turn_allow_peer: Vec::new(),
+            turnserver: PathBuf::from(DEFAULT_TURNSERVER),
             team: DEFAULT_TEAM.to_owned(),
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
         }
@@ -235,6 +273,7 @@ impl StandaloneConfig {
             audit: port(self.audit_port, AUDIT_PORT_OFFSET)?,
             audit_http: port(self.audit_http_port, AUDIT_HTTP_PORT_OFFSET)?,
             recorder: port(self.recorder_port, RECORDER_PORT_OFFSET)?,
+            turn: port(self.turn_port, TURN_PORT_OFFSET)?,
         })
     }
 
@@ -319,10 +358,40 @@ mod tests {
             (7411, 7420, 7421, 7422)
         );
         assert_eq!((ports.audit, ports.audit_http), (7430, 7431));
-        assert_eq!(ports.recorder, 7440);
+        assert_eq!((ports.recorder, ports.turn), (7440, 7478));
         let cli = Cli::try_parse_from(["t", "--base-port", "9000", "--auth-port", "1234"]).unwrap();
         let ports = cli.config.ports().unwrap();
         assert_eq!((ports.auth_grpc, ports.auth_http), (1234, 9002));
+    }
+
+    #[test]
+    fn turn_is_off_by_default_and_takes_repeatable_peer_ranges() {
+        let cli = Cli::try_parse_from(["t"]).unwrap();
+        assert!(!cli.config.turn);
+        let cli = Cli::try_parse_from([
+            "t",
+            "--turn",
+            "--turn-port",
+            "3478",
+            "--turn-allow-peer",
+            "10.0.1.0/24,10.0.2.0/24",
+            "--turn-allow-peer",
+            "203.0.113.7",
+        ])
+        .unwrap();
+        assert!(cli.config.turn);
+        assert_eq!(cli.config.ports().unwrap().turn, 3478);
+        let ranges: Vec<String> = cli
+            .config
+            .turn_allow_peer
+            .iter()
+            .map(crate::turn::PeerRange::coturn)
+            .collect();
+        assert_eq!(
+            ranges,
+            ["10.0.1.0-10.0.1.255", "10.0.2.0-10.0.2.255", "203.0.113.7"]
+        );
+        assert!(Cli::try_parse_from(["t", "--turn-allow-peer", "10.0.0.0/99"]).is_err());
     }
 
     #[test]

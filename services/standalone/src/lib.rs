@@ -16,9 +16,11 @@
 //! | [`bootstrap`] | the first team and its setup token on first start |
 //! | [`audit_sink`] | readable NDJSON copy of the audit events (`audit-events.ndjson`), beside the signed log of the audit service |
 //! | [`ops`] | one `/metrics`, `/healthz`, `/readyz` for the stack |
+//! | [`turn`] | the optional coturn (`--turn`): its secret, configuration and process |
 //!
-//! There is no coturn in standalone mode: sessions get STUN (the relay answers binding
-//! requests) and the WebSocket relay, and rendezvous mints no TURN credentials.
+//! Without `--turn` sessions get STUN (the relay answers binding requests) and the WebSocket
+//! relay, and rendezvous mints no TURN credentials. With it, a supervised `turnserver` runs
+//! beside the relay with a secret made at start, and sessions get a TURN path too.
 #![forbid(unsafe_code)]
 
 pub mod audit_sink;
@@ -28,6 +30,7 @@ mod listen;
 pub mod ops;
 pub mod services;
 mod summary;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +68,8 @@ pub struct Addresses {
     pub audit_http: SocketAddr,
     pub recorder: SocketAddr,
     pub ops: SocketAddr,
+    /// coturn's UDP listener (with `--turn`).
+    pub turn: Option<SocketAddr>,
 }
 
 /// The URLs clients use (with the public host).
@@ -86,6 +91,8 @@ pub struct Urls {
     pub audit_http: String,
     /// The recorder's gRPC (RecorderService).
     pub recorder: String,
+    /// The `turn:` URL the relay advertises (with `--turn`).
+    pub turn: Option<String>,
 }
 
 type ServiceTask = (&'static str, anyhow::Result<()>);
@@ -145,6 +152,16 @@ impl Standalone {
              under the data directory; not for production"
         );
         let listeners = bind(&config).await?;
+        let turn = if config.turn {
+            let port = match config.ports()?.turn {
+                0 => turn::free_udp_port(config.host)?,
+                port => port,
+            };
+            create_private_dir(&config.data_path(turn::TURN_DIR))?;
+            Some(turn::TurnSettings::new(&config, port)?)
+        } else {
+            None
+        };
         let addresses = Addresses {
             auth_grpc: listeners.auth_grpc.local_addr()?,
             auth_http: listeners.auth_http.local_addr()?,
@@ -157,6 +174,7 @@ impl Standalone {
             audit_http: listeners.audit_http.local_addr()?,
             recorder: listeners.recorder.local_addr()?,
             ops: listeners.ops.local_addr()?,
+            turn: turn.as_ref().map(|turn| turn.listen),
         };
         let host = config.url_host();
         let scheme = if config.relay_tls_cert.is_some() {
@@ -173,6 +191,7 @@ impl Standalone {
             audit: format!("http://{host}:{}", addresses.audit.port()),
             audit_http: format!("http://{host}:{}", addresses.audit_http.port()),
             recorder: format!("http://{host}:{}", addresses.recorder.port()),
+            turn: turn.as_ref().map(|turn| turn.url.clone()),
         };
         let wiring = Wiring {
             auth_grpc: addresses.auth_grpc,
@@ -189,6 +208,8 @@ impl Standalone {
             issuer: urls.issuer.clone(),
             relay_ws_url: urls.relay_ws.clone(),
             stun_url: urls.stun.clone(),
+            recorder_url: urls.recorder.clone(),
+            turn,
         };
 
         let shared = SharedBackends::new();
@@ -374,6 +395,19 @@ async fn start_services(
     let identity = services::load_or_create_service_key(&layout.rendezvous_service_key)?;
     let recorder_identity =
         tucdesk_recorder::directory::load_or_create_service_key(&layout.recorder_service_key)?;
+
+    // coturn first: rendezvous and the relay are built with its secret and URL.
+    if let Some(settings) = &wiring.turn {
+        let child = turn::start(settings).await?;
+        tracing::info!(url = %settings.url, "coturn is up");
+        tasks.spawn({
+            let (settings, token) = (settings.clone(), shutdown.clone());
+            async move {
+                turn::supervise(settings, child, token).await;
+                ("coturn", Ok(()))
+            }
+        });
+    }
 
     let auth = services::build_auth(layout, wiring, shared, &identity.agent_id()).await?;
     let first_start =

@@ -46,6 +46,9 @@ pub const RENDEZVOUS_REPLICA_ID: &str = "standalone";
 /// On shutdown, how long live relay sessions may go on before they are closed (the relay's
 /// own default of 10 minutes suits a fleet, not a process on a laptop).
 pub const RELAY_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the relay health-checks the local coturn (`--turn`) with a real allocation (the
+/// relay's own default of 30 s would leave a fresh stack's coturn unknown for that long).
+pub const COTURN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The backends every service shares.
 #[derive(Debug, Clone)]
@@ -142,6 +145,10 @@ pub struct Wiring {
     pub relay_ws_url: String,
     /// The relay's public STUN URL.
     pub stun_url: String,
+    /// The recorder's public gRPC URL, told to agents with every offer (where to upload).
+    pub recorder_url: String,
+    /// coturn, with `--turn`: where it listens, its URL and the secret.
+    pub turn: Option<crate::turn::TurnSettings>,
 }
 
 async fn sqlite(path: &std::path::Path, migrations: Migrations) -> anyhow::Result<Database> {
@@ -209,7 +216,8 @@ pub async fn build_auth(
 }
 
 /// Rendezvous on `rendezvous.db`, signing to auth with `identity`, preferring the relay's
-/// region; no TURN (no coturn in standalone), so sessions get STUN and the WebSocket relay.
+/// region; with `--turn` it mints TURN credentials with coturn's secret, otherwise sessions
+/// get STUN and the WebSocket relay only.
 pub async fn build_rendezvous(
     layout: &DataLayout,
     wiring: &Wiring,
@@ -241,7 +249,11 @@ pub async fn build_rendezvous(
         "{}={recorder_public}",
         tucdesk_recorder::directory::SERVICE_NAME
     )];
-    config.turn_secret = None;
+    config.recorder_url = Some(wiring.recorder_url.clone());
+    config.turn_secret = wiring
+        .turn
+        .as_ref()
+        .map(|turn| turn.secret.expose().to_owned());
     config.region = Some(REGION.to_owned());
     let code_key = tucdesk_rendezvous::load_code_key(&config)?;
     let signer = tucdesk_rendezvous::auth_link::service_signer(identity)?;
@@ -278,7 +290,7 @@ pub async fn build_relay(
     relay.admin_addr = wiring.relay_admin;
     relay.ws_url = Some(wiring.relay_ws_url.clone());
     relay.stun_urls = vec![wiring.stun_url.clone()];
-    relay.turn_urls = Vec::new();
+    relay.turn_urls = wiring.turn.iter().map(|turn| turn.url.clone()).collect();
     relay.tls_cert.clone_from(&config.relay_tls_cert);
     relay.tls_key.clone_from(&config.relay_tls_key);
     relay.bus_url = "memory://".into();
@@ -287,10 +299,16 @@ pub async fn build_relay(
     relay.auth_startup_timeout = AUTH_STARTUP_TIMEOUT;
     relay.service_keys = Vec::new();
     relay.drain_deadline = RELAY_DRAIN_DEADLINE;
-    // No coturn: the node reports "no coturn configured", which rendezvous does not count
-    // against it (the WebSocket path and STUN do not need coturn).
-    relay.turn_secret = None;
-    relay.coturn_addr = None;
+    // Without --turn the node reports "no coturn configured", which rendezvous does not count
+    // against it (the WebSocket path and STUN do not need coturn). With it, the node
+    // health-checks coturn with real allocations and reports that in its heartbeat.
+    relay.turn_secret = wiring
+        .turn
+        .as_ref()
+        .map(|turn| turn.secret.expose().to_owned());
+    relay.coturn_addr = wiring.turn.as_ref().map(|turn| turn.dial_addr());
+    relay.coturn_realm = crate::turn::TURN_REALM.to_owned();
+    relay.coturn_check_interval = COTURN_CHECK_INTERVAL;
     let channel = tucdesk_svc::auth_keys::auth_channel(&relay.auth_url)?;
     let keys = AuthKeys::connect(channel, &relay.token_issuer, relay.auth_startup_timeout)
         .await

@@ -23,6 +23,21 @@ pub fn render(stack: &Standalone) -> String {
     );
     line("relay WebSocket", u.relay_ws.clone());
     line("relay STUN (udp)", u.stun.clone());
+    match &u.turn {
+        Some(turn) => line(
+            "TURN (udp, coturn)",
+            format!(
+                "{turn}  (realm {}, secret made at start; log {})",
+                crate::turn::TURN_REALM,
+                stack
+                    .data_dir()
+                    .join(crate::turn::TURN_DIR)
+                    .join("turnserver.log")
+                    .display()
+            ),
+        ),
+        None => line("TURN", "off (--turn runs coturn)".to_owned()),
+    }
     line(
         "relay admin",
         format!("http://{}  (loopback only)", a.relay_admin),
