@@ -97,7 +97,10 @@ fn the_age_tool_decrypts_a_recording_into_a_valid_asciicast() {
         "asciinema cat failed: {}",
         String::from_utf8_lossy(&replayed.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&replayed.stdout), "$ echo hi\r\nhi €\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&replayed.stdout),
+        "$ echo hi\r\nhi €\r\n"
+    );
     // Nothing else decrypts it: the spool key is not a recipient of the final file.
     let spool_identity = dir.path().join("spool.key");
     let refused = Command::new("age")
