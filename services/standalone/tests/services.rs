@@ -14,15 +14,15 @@ use tucdesk_proto::v1::agent_link_client::AgentLinkClient;
 use tucdesk_proto::v1::create_session_response::Result as Created;
 use tucdesk_proto::v1::operator_service_client::OperatorServiceClient;
 use tucdesk_proto::v1::relay_control::Kind;
-use tucdesk_proto::v1::{
-    CreateEnrollmentTokenRequest, Frame, GetServerInfoRequest, SessionKind, Side, frame,
-};
+use tucdesk_proto::v1::{Frame, GetServerInfoRequest, SessionKind, Side, frame};
 use tucdesk_standalone::config::DEFAULT_ADMIN_EMAIL;
 use tucdesk_standalone::services::{REGION, RELAY_NODE_ID};
 use tucdesk_testkit::relay_node::{join, next_binary, next_control};
-use tucdesk_testkit::{Operator, SimAgent, eventually};
+use tucdesk_testkit::{SimAgent, eventually};
 
-use support::{WAIT, accept_setup_token, audit_logged, http_get, login, start, stop};
+use support::{
+    WAIT, accept_setup_token, audit_logged, enrollment_token, http_get, login, start, stop,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_heartbeat_reaches_rendezvous_and_agents_get_the_server_info() {
@@ -74,38 +74,6 @@ async fn the_relay_heartbeat_reaches_rendezvous_and_agents_get_the_server_info()
     // Same-named families of the three registries are merged into one (valid exposition).
     assert_eq!(metrics.matches("# TYPE tucdesk_build_info ").count(), 1);
     stop(stack).await;
-}
-
-/// Creates an enrollment token as `admin` (with the device proof the call needs).
-async fn enrollment_token(
-    client: &mut OperatorServiceClient<tonic::transport::Channel>,
-    admin: &Operator,
-) -> String {
-    let tags = vec!["web".to_owned()];
-    let binding = tucdesk_rendezvous::enrollment_api::create_binding(&tags, false, 0);
-    let proof = admin
-        .proof(
-            tucdesk_rendezvous::enrollment_api::CREATE_METHOD,
-            "",
-            &binding,
-        )
-        .unwrap();
-    client
-        .create_enrollment_token(
-            admin
-                .request(CreateEnrollmentTokenRequest {
-                    description: "test".into(),
-                    tags,
-                    allow_host_tags: false,
-                    ttl_seconds: 0,
-                    proof: Some(proof),
-                })
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .into_inner()
-        .token
 }
 
 fn output(data: &[u8]) -> Vec<u8> {

@@ -11,12 +11,12 @@ use tucdesk_crypto::Identity;
 use tucdesk_proto::v1::agent_link_client::AgentLinkClient;
 use tucdesk_proto::v1::create_session_response::Result as Created;
 use tucdesk_proto::v1::operator_service_client::OperatorServiceClient;
-use tucdesk_proto::v1::{CreateEnrollmentTokenRequest, IceConfig, SessionKind};
+use tucdesk_proto::v1::{IceConfig, SessionKind};
 use tucdesk_standalone::config::DEFAULT_ADMIN_EMAIL;
 use tucdesk_standalone::{Standalone, StandaloneConfig};
-use tucdesk_testkit::{Operator, SimAgent, eventually};
+use tucdesk_testkit::{SimAgent, eventually};
 
-use support::{WAIT, accept_setup_token, login, stop};
+use support::{WAIT, accept_setup_token, enrollment_token, login, stop};
 
 /// A stack on ephemeral ports with coturn, relaying to loopback (both test peers are here).
 async fn start_with_turn(dir: &std::path::Path) -> Standalone {
@@ -26,37 +26,6 @@ async fn start_with_turn(dir: &std::path::Path) -> Standalone {
     Standalone::start(config)
         .await
         .expect("the stack starts with coturn (apt-get install coturn)")
-}
-
-async fn enrollment_token(
-    client: &mut OperatorServiceClient<tonic::transport::Channel>,
-    admin: &Operator,
-) -> String {
-    let tags = vec!["web".to_owned()];
-    let binding = tucdesk_rendezvous::enrollment_api::create_binding(&tags, false, 0);
-    let proof = admin
-        .proof(
-            tucdesk_rendezvous::enrollment_api::CREATE_METHOD,
-            "",
-            &binding,
-        )
-        .unwrap();
-    client
-        .create_enrollment_token(
-            admin
-                .request(CreateEnrollmentTokenRequest {
-                    description: "test".into(),
-                    tags,
-                    allow_host_tags: false,
-                    ttl_seconds: 0,
-                    proof: Some(proof),
-                })
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .into_inner()
-        .token
 }
 
 /// The TURN server of an ICE configuration: (URLs, username, credential).

@@ -164,3 +164,35 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Creates an enrollment token (tag `web`) as `admin`, with the device proof the call needs.
+pub async fn enrollment_token(
+    client: &mut tucdesk_proto::v1::operator_service_client::OperatorServiceClient<Channel>,
+    admin: &Operator,
+) -> String {
+    let tags = vec!["web".to_owned()];
+    let binding = tucdesk_rendezvous::enrollment_api::create_binding(&tags, false, 0);
+    let proof = admin
+        .proof(
+            tucdesk_rendezvous::enrollment_api::CREATE_METHOD,
+            "",
+            &binding,
+        )
+        .unwrap();
+    client
+        .create_enrollment_token(
+            admin
+                .request(tucdesk_proto::v1::CreateEnrollmentTokenRequest {
+                    description: "test".into(),
+                    tags,
+                    allow_host_tags: false,
+                    ttl_seconds: 0,
+                    proof: Some(proof),
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
