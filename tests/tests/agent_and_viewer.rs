@@ -217,6 +217,127 @@ async fn forced_paths_are_used_or_fail_clearly(backend: Backend) {
     stack.stop().await;
 }
 
+/// The relay under a shell dies mid-output: the viewer resumes the session over another path
+/// with fresh keys, and every line the shell printed shows exactly once, in order.
+async fn a_shell_resumes_over_another_path_when_its_relay_dies(backend: Backend) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const LINES: usize = 600;
+    let stack = Stack::start(backend).await;
+    let viewer = stack.viewer(&stack.owner_email).await;
+    let agent = stack.agent(&viewer, "resume-host", &[]).await;
+    let mut child = viewer.spawn(&["connect", "resume-host", "--accept-new", "--path", "ws"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = stdout_pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = |needle: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(needle);
+    let eventually_shown = |needle: String| {
+        let screen = screen.clone();
+        tucdesk_testkit::eventually(WAIT, move || {
+            let screen = screen.clone();
+            let needle = needle.clone();
+            async move { String::from_utf8_lossy(&screen.lock().unwrap()).contains(&needle) }
+        })
+    };
+    stdin
+        .write_all(
+            format!(
+                "for i in $(seq 1 {LINES}); do echo line-$i; sleep 0.01; done; echo done-$((6*7)); exit 7\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually_shown("line-40\r\n".to_owned()).await,
+        "the shell never printed over the relay"
+    );
+    // Another relay node comes up, then the session's relay goes away mid-output (after its
+    // 2 s drain the node closes the session's connections).
+    let second = tucdesk_testkit::relay_node::TestRelay::start(
+        &stack.dep.auth,
+        stack.dep.bus().await.unwrap(),
+        {
+            let mut config = tucdesk_testkit::relay_node::test_config(&unique("relay"));
+            config.region = stack.dep.config.region.clone().unwrap();
+            config
+        },
+    )
+    .await
+    .unwrap();
+    stack.relay.shut_down();
+    assert!(
+        !shown(&format!("line-{LINES}\r\n")),
+        "the shell finished before the relay went away; the test proves nothing"
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait())
+        .await
+        .expect("the session did not end")
+        .unwrap();
+    reader.await.unwrap();
+    let mut stderr_text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr_text)
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(7), "{stderr_text}\n{screen}");
+    assert!(
+        stderr_text.contains("resuming the session") && stderr_text.contains("resumed via"),
+        "{stderr_text}"
+    );
+    // Nothing lost, nothing twice: exactly lines 1..=LINES in order.
+    // (The terminal echoes the typed command too, where `line-$i` is no number.)
+    let lines: Vec<&str> = screen
+        .split(['\r', '\n', ' ', ';'])
+        .filter(|word| {
+            word.strip_prefix("line-")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    let expected: Vec<String> = (1..=LINES).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected, "{stderr_text}");
+    assert!(screen.contains("done-42"));
+    assert!(
+        agent.log().contains("session resumed on a new path"),
+        "{}",
+        agent.log()
+    );
+    // The path change is audited.
+    assert!(
+        tucdesk_testkit::eventually(WAIT, || async {
+            let rows = tucdesk_svc::on_pool!(&stack.dep.db, |pool| {
+                sqlx::query_scalar::<_, Vec<u8>>("SELECT payload FROM outbox ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+            });
+            rows.iter()
+                .filter_map(|p| {
+                    <tucdesk_proto::v1::AuditEvent as prost::Message>::decode(p.as_slice()).ok()
+                })
+                .any(|e| e.action == "session.path_changed")
+        })
+        .await,
+        "no session.path_changed in the audit outbox"
+    );
+    drop(second);
+    drop(agent);
+    stack.stop().await;
+}
+
 async fn the_relay_forwards_exec_output_only_as_ciphertext(backend: Backend) {
     let stack = Stack::start(backend).await;
     let viewer = stack.viewer(&stack.owner_email).await;
@@ -719,6 +840,7 @@ on_both_backends!(
     exec_keeps_streams_apart_and_returns_the_exit_code,
     a_shell_round_trips_with_resize_and_exit_status,
     the_relay_forwards_exec_output_only_as_ciphertext,
+    a_shell_resumes_over_another_path_when_its_relay_dies,
     forced_paths_are_used_or_fail_clearly,
     a_policy_denial_stops_the_session_before_the_agent_sees_an_offer,
     an_approval_by_another_admin_lets_the_session_through,

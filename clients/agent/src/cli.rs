@@ -104,6 +104,10 @@ struct RunArgs {
     /// A shell without input for this many seconds is closed.
     #[arg(long, default_value_t = 3600)]
     idle_timeout_secs: u64,
+    /// When a shell's path drops (a relay restarts, a network changes), how many seconds the
+    /// shell keeps running while the viewer resumes it over another path; 0 ends it at once.
+    #[arg(long, env = "TUCDESK_RESUME_GRACE_SECS", default_value_t = 60)]
+    resume_grace_secs: u64,
     /// Allow plain ws:// to a relay that is not on loopback (tests, labs).
     #[arg(long, hide = true)]
     allow_plain_relay: bool,
@@ -165,6 +169,7 @@ fn options(
         max_sessions: run.max_sessions.clamp(1, 1024),
         limits: SessionLimits {
             idle_timeout: Duration::from_secs(run.idle_timeout_secs.max(1)),
+            resume_grace: Duration::from_secs(run.resume_grace_secs.min(24 * 60 * 60)),
             ..SessionLimits::default()
         },
         consent,

@@ -17,9 +17,10 @@ use tucdesk_proto::v1::agent_message::Kind as AgentKind;
 use tucdesk_proto::v1::offer_answer::Result as AnswerResult;
 use tucdesk_proto::v1::server_message::Kind as ServerKind;
 use tucdesk_proto::v1::{
-    AgentMessage, AgentPong, CloseReason, ConfigAck, GetServerInfoRequest, GetServerInfoResponse,
-    HandshakeReply, Heartbeat, HostInfo, Offer, OfferAnswer, OfferProgress, OfferRefusal,
-    OfferStage, Register, RegistrationProof, RejectReason, SessionSignal, SoftwareInfo,
+    AgentMessage, AgentPong, CloseReason, ConfigAck, ConnectivityInfo, ConnectivityUpdate,
+    GetServerInfoRequest, GetServerInfoResponse, HandshakeReply, Heartbeat, HostInfo, Offer,
+    OfferAnswer, OfferProgress, OfferRefusal, OfferStage, Register, RegistrationProof,
+    RejectReason, SessionSignal, SoftwareInfo,
 };
 use tucdesk_token::{KeySet, TokenVerifier};
 use tucdesk_transport::DialOptions;
@@ -132,6 +133,8 @@ pub struct Agent {
     active: Arc<Mutex<HashMap<String, Stop>>>,
     /// Where ICE signals from each session's operator go (the session's negotiation).
     signals: Arc<Mutex<HashMap<String, mpsc::Sender<SessionSignal>>>>,
+    /// Where each session's path renewals go (its resume attempts).
+    renewals: Arc<Mutex<HashMap<String, mpsc::Sender<ConnectivityInfo>>>>,
     slots: Arc<Semaphore>,
     consent: Arc<Consent>,
     /// Cancelled when the session quota is used up.
@@ -265,6 +268,7 @@ impl Agent {
             keys,
             active: Arc::default(),
             signals: Arc::default(),
+            renewals: Arc::default(),
             slots,
             consent,
             done: CancellationToken::new(),
@@ -497,8 +501,8 @@ impl Agent {
                         }
                         Some(ServerKind::Rejected(rejected)) => return Err(rejected_error(&rejected)),
                         Some(ServerKind::Signal(signal)) => self.route_signal(signal),
-                        // Path renewals mid-session are not used yet (sessions keep their path).
-                        Some(ServerKind::ConnectivityUpdate(_) | ServerKind::Registered(_)) | None => {}
+                        Some(ServerKind::ConnectivityUpdate(update)) => self.route_renewal(update),
+                        Some(ServerKind::Registered(_)) | None => {}
                     }
                 }
             }
@@ -532,6 +536,20 @@ impl Agent {
             .cloned();
         if let Some(sender) = sender {
             let _ = sender.try_send(signal);
+        }
+    }
+
+    /// Hands fresh tickets to a running session whose viewer is resuming it.
+    fn route_renewal(&self, update: ConnectivityUpdate) {
+        let sender = self
+            .renewals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&update.session_id)
+            .cloned();
+        if let (Some(sender), Some(connectivity)) = (sender, update.connectivity) {
+            tracing::info!(session_id = %update.session_id, "the viewer is resuming a session");
+            let _ = sender.try_send(connectivity);
         }
     }
 
@@ -579,6 +597,11 @@ impl Agent {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(session_id.clone(), signal_sender);
+        let (renewal_sender, renewals) = mpsc::channel(crate::resume::RENEWAL_QUEUE);
+        self.renewals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.clone(), renewal_sender);
         let task = OfferTask {
             identity: self.identity.clone(),
             agent_id: self.enrollment.agent_id.clone(),
@@ -594,9 +617,11 @@ impl Agent {
             p2p: self.options.p2p.clone(),
             recordings: self.options.recordings.clone(),
             signals,
+            renewals,
         };
         let active = self.active.clone();
         let routes = self.signals.clone();
+        let renewal_routes = self.renewals.clone();
         let finished = self.finished_sessions.clone();
         let quota = self.options.session_quota;
         let done = self.done.clone();
@@ -607,6 +632,10 @@ impl Agent {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&session_id);
             routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&session_id);
+            renewal_routes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&session_id);
@@ -638,6 +667,8 @@ struct OfferTask {
     recordings: Option<crate::recording::Recordings>,
     /// ICE signals from the operator for this offer's session.
     signals: mpsc::Receiver<SessionSignal>,
+    /// Path renewals for resuming this offer's session.
+    renewals: mpsc::Receiver<ConnectivityInfo>,
 }
 
 impl OfferTask {
@@ -751,12 +782,14 @@ impl OfferTask {
             crate::paths::LinkSignaling::new(&session_id, self.link.clone(), self.signals);
         crate::session::serve(
             verified,
+            self.identity.clone(),
             keys,
             crate::session::Paths {
                 connectivity: offer.connectivity.unwrap_or_default(),
                 dial: self.dial,
                 p2p: self.p2p,
                 signaling,
+                renewals: self.renewals,
             },
             self.session_limits,
             self.link,

@@ -35,6 +35,11 @@ impl LinkSignaling {
             inbound,
         }
     }
+
+    /// Drops signals left over from an earlier negotiation, before a new one starts.
+    pub fn forget_stale(&mut self) {
+        while self.inbound.try_recv().is_ok() {}
+    }
 }
 
 #[async_trait::async_trait]
@@ -67,7 +72,7 @@ pub async fn connect(
     connectivity: ConnectivityInfo,
     dial: &DialOptions,
     p2p: &P2pOptions,
-    mut signaling: LinkSignaling,
+    signaling: &mut LinkSignaling,
 ) -> Result<Arc<dyn MessagePipe>, String> {
     let (p2p_allowed, ws_allowed) = allowed(&connectivity);
     let relay = async {
@@ -84,7 +89,7 @@ pub async fn connect(
     };
     let ice = async {
         match (&connectivity.ice, p2p_allowed) {
-            (Some(ice), true) => tucdesk_p2p::accept(session_id, ice, p2p, &mut signaling)
+            (Some(ice), true) => tucdesk_p2p::accept(session_id, ice, p2p, signaling)
                 .await
                 .map(|pipe| Arc::new(pipe) as Arc<dyn MessagePipe>)
                 .map_err(|err| format!("direct/TURN: {err}")),

@@ -89,6 +89,9 @@ impl InputBucket {
     }
 }
 
+/// How long a shell waits for a resume after its path drops, unless configured.
+pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(60);
+
 /// Per-session limits of this host.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
@@ -98,6 +101,8 @@ pub struct SessionLimits {
     /// Input bytes per second, with a burst of `input_burst`.
     pub input_rate: u32,
     pub input_burst: u32,
+    /// How long a shell whose path dropped waits for the viewer to resume it.
+    pub resume_grace: Duration,
 }
 
 impl Default for SessionLimits {
@@ -107,6 +112,7 @@ impl Default for SessionLimits {
             max_duration: Duration::from_secs(12 * 60 * 60),
             input_rate: 4 * 1024 * 1024,
             input_burst: 16 * 1024 * 1024,
+            resume_grace: DEFAULT_RESUME_GRACE,
         }
     }
 }
@@ -168,14 +174,18 @@ pub struct Paths {
     pub dial: DialOptions,
     pub p2p: tucdesk_p2p::P2pOptions,
     pub signaling: crate::paths::LinkSignaling,
+    /// Fresh tickets for resuming the session on a new path (the viewer's renewals).
+    pub renewals: tokio::sync::mpsc::Receiver<ConnectivityInfo>,
 }
 
 /// Runs an accepted session: connects over the path the operator takes, confirms keys, serves
 /// it, reports.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     offer: VerifiedOffer,
+    identity: Arc<tucdesk_crypto::Identity>,
     keys: SessionKeys,
-    paths: Paths,
+    mut paths: Paths,
     limits: SessionLimits,
     link: LinkHandle,
     stop: Stop,
@@ -186,10 +196,10 @@ pub async fn serve(
     let channel = async {
         let pipe = crate::paths::connect(
             &session_id,
-            paths.connectivity,
+            paths.connectivity.clone(),
             &paths.dial,
             &paths.p2p,
-            paths.signaling,
+            &mut paths.signaling,
         )
         .await?;
         tucdesk_transport::establish(pipe, keys.into_agent_channel(), Side::Agent, None)
@@ -237,7 +247,6 @@ pub async fn serve(
             ..Default::default()
         },
     );
-    let (sender, receiver) = (&mut established.sender, &mut established.receiver);
     let (running, mut recorder) = match recording {
         Some(recording) => {
             let (running, recorder) = recording.start();
@@ -245,20 +254,56 @@ pub async fn serve(
         }
         None => (None, crate::recording::ShellRecorder::inactive()),
     };
-    let ended = match (offer.kind, &offer.exec) {
+    let (ended, path, bytes_in, bytes_out) = match (offer.kind, &offer.exec) {
         (SessionKind::Exec, Some(spec)) => {
-            crate::exec::run(sender, receiver, spec, &limits, &stop).await
+            let (sender, receiver) = (&mut established.sender, &mut established.receiver);
+            let ended = crate::exec::run(sender, receiver, spec, &limits, &stop).await;
+            (ended, path, receiver.bytes(), sender.bytes())
         }
         _ => {
-            crate::shell::run(
-                sender,
-                receiver,
+            // A shell outlives its paths: resume attempts run beside it for its lifetime.
+            let (resumed_tx, resumed) = tokio::sync::mpsc::channel(1);
+            let acceptor = crate::resume::Acceptor {
+                identity,
+                context: tucdesk_crypto::handshake::resume::ResumeContext {
+                    session_id: session_id.clone(),
+                    agent_key: offer.handshake.agent_key,
+                    operator_key: offer.handshake.operator_key,
+                },
+                dial: paths.dial,
+                p2p: paths.p2p,
+                signaling: paths.signaling,
+                renewals: paths.renewals,
+            };
+            let acceptor = tokio::spawn(acceptor.run(resumed_tx));
+            let path_link = link.clone();
+            let path_session = session_id.clone();
+            let mut conn = crate::resume::Resumable::new(
+                established,
+                resumed,
+                limits.resume_grace,
+                Box::new(move |path| {
+                    report(
+                        &path_link,
+                        &path_session,
+                        SessionReport {
+                            kind: SessionEventKind::PathChanged as i32,
+                            path: path as i32,
+                            ..Default::default()
+                        },
+                    );
+                }),
+            );
+            let ended = crate::shell::run(
+                &mut conn,
                 offer.initial_size.as_ref(),
                 &limits,
                 &stop,
                 &mut recorder,
             )
-            .await
+            .await;
+            acceptor.abort();
+            (ended, conn.path(), conn.bytes_in(), conn.bytes_out())
         }
     };
     // The recorder's queue closes with the shell's handle; then the spool is finished.
@@ -270,8 +315,8 @@ pub async fn serve(
     tracing::info!(
         session_id,
         reason = ended.reason.as_str_name(),
-        bytes_in = established.receiver.bytes(),
-        bytes_out = established.sender.bytes(),
+        bytes_in,
+        bytes_out,
         recorded,
         "session ended"
     );
@@ -281,8 +326,8 @@ pub async fn serve(
         SessionReport {
             kind: SessionEventKind::Ended as i32,
             path: path as i32,
-            bytes_to_agent: established.receiver.bytes(),
-            bytes_to_operator: established.sender.bytes(),
+            bytes_to_agent: bytes_in,
+            bytes_to_operator: bytes_out,
             close_reason: ended.reason as i32,
             message: tucdesk_transport::ws::printable(&ended.message),
             duration_ms: millis(started.elapsed()),

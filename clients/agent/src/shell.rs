@@ -10,13 +10,11 @@ use std::time::Duration;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use tokio::sync::mpsc;
 use tucdesk_proto::limits::{MAX_INPUT_CHUNK_LEN, MAX_OUTPUT_CHUNK_LEN};
-use tucdesk_proto::v1::{
-    CloseReason, Exit, Frame, Output, Pong, Resize, Resumed, TerminalSize, frame,
-};
-use tucdesk_transport::{SessionReceiver, SessionSender};
+use tucdesk_proto::v1::{CloseReason, Exit, Frame, Pong, Resize, TerminalSize, frame};
 
 use crate::recording::ShellRecorder;
-use crate::session::{Ended, SessionLimits, Stop, protocol_error};
+use crate::resume::{Event, Resumable};
+use crate::session::{Ended, SessionLimits, Stop};
 
 /// Output chunks buffered between the PTY reader thread and the session.
 const OUTPUT_QUEUE: usize = 8;
@@ -70,9 +68,9 @@ fn exit_frame(status: &portable_pty::ExitStatus) -> Frame {
 }
 
 /// Runs a login shell for the session until it exits, the operator leaves, or `stop` fires.
+/// The session survives path drops (`conn` waits for a resume); the shell keeps running.
 pub async fn run(
-    sender: &mut SessionSender,
-    receiver: &mut SessionReceiver,
+    conn: &mut Resumable,
     size: Option<&TerminalSize>,
     limits: &SessionLimits,
     stop: &Stop,
@@ -137,7 +135,6 @@ pub async fn run(
         let _ = exit_tx.send(child.wait());
     });
 
-    let mut seq = 0u64;
     let mut input_budget = limits.input_bucket();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
@@ -150,7 +147,7 @@ pub async fn run(
 
     let ended = loop {
         tokio::select! {
-            chunk = output_rx.recv(), if output_open => match chunk {
+            chunk = output_rx.recv(), if output_open && conn.accepts_output() => match chunk {
                 Some(data) => {
                     // A PTY read returns a few KiB; what else is already queued rides in the
                     // same frame (up to the 32 KiB limit), so bulk output costs fewer frames.
@@ -168,28 +165,28 @@ pub async fn run(
                             failed = Some(Err(why));
                             break;
                         }
-                        if let Err(err) = send_output(sender, &mut seq, std::mem::take(&mut data)).await {
+                        if let Err(err) = conn.output(std::mem::take(&mut data)).await {
                             failed = Some(Ok(err));
                             break;
                         }
                         data = more[room..].to_vec();
                     }
                     match failed {
-                        Some(Ok(err)) => break Ended::transport(err),
-                        Some(Err(why)) => break protocol_error(sender, CloseReason::Policy, &why).await,
+                        Some(Ok(err)) => break fail(conn, &err).await,
+                        Some(Err(why)) => break refuse(conn, CloseReason::Policy, &why).await,
                         None => {}
                     }
                     if let Err(why) = recorder.output(&data).await {
-                        break protocol_error(sender, CloseReason::Policy, &why).await;
+                        break refuse(conn, CloseReason::Policy, &why).await;
                     }
-                    if let Err(err) = send_output(sender, &mut seq, data).await {
-                        break Ended::transport(err);
+                    if let Err(err) = conn.output(data).await {
+                        break fail(conn, &err).await;
                     }
                 }
                 None => {
                     output_open = false;
                     if let Some(status) = exit_status.take() {
-                        break finish(sender, &status).await;
+                        break finish(conn, &status).await;
                     }
                 }
             },
@@ -199,7 +196,7 @@ pub async fn run(
                     _ => portable_pty::ExitStatus::with_exit_code(1),
                 };
                 if !output_open {
-                    break finish(sender, &status).await;
+                    break finish(conn, &status).await;
                 }
                 exit_status = Some(status);
                 drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
@@ -207,17 +204,17 @@ pub async fn run(
             () = &mut drain, if exit_status.is_some() => {
                 // Something (a background job) still holds the terminal: end without it.
                 if let Some(status) = exit_status.take() {
-                    break finish(sender, &status).await;
+                    break finish(conn, &status).await;
                 }
             },
-            frame = receiver.recv() => match frame {
-                Ok(Some(Frame { kind: Some(kind) })) => match kind {
+            event = conn.next() => match event {
+                Event::Frame(kind) => match kind {
                     frame::Kind::Input(input) => {
                         if input.data.len() > MAX_INPUT_CHUNK_LEN {
-                            break protocol_error(sender, CloseReason::FrameTooLarge, "input chunk too large").await;
+                            break refuse(conn, CloseReason::FrameTooLarge, "input chunk too large").await;
                         }
                         if !input_budget.take(input.data.len()) {
-                            break protocol_error(sender, CloseReason::RateLimited, "input rate limit").await;
+                            break refuse(conn, CloseReason::RateLimited, "input rate limit").await;
                         }
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                         if input_tx.send(input.data).await.is_err() {
@@ -227,59 +224,53 @@ pub async fn run(
                     frame::Kind::Resize(Resize { cols, rows }) => {
                         let size = TerminalSize { cols, rows };
                         if tucdesk_proto::validate::terminal_size("resize", &size).is_err() {
-                            break protocol_error(sender, CloseReason::ProtocolError, "bad terminal size").await;
+                            break refuse(conn, CloseReason::ProtocolError, "bad terminal size").await;
                         }
                         let size = pty_size(Some(&size));
                         let _ = master.resize(size);
                         if let Err(why) = recorder.resize(size.cols, size.rows).await {
-                            break protocol_error(sender, CloseReason::Policy, &why).await;
+                            break refuse(conn, CloseReason::Policy, &why).await;
                         }
                         idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                     }
                     frame::Kind::Ping(ping) => {
                         let pong = Frame { kind: Some(frame::Kind::Pong(Pong { nonce: ping.nonce })) };
-                        if let Err(err) = sender.send(&pong).await {
-                            break Ended::transport(err);
+                        if let Err(err) = conn.control(&pong).await {
+                            break fail(conn, &err).await;
                         }
                     }
                     frame::Kind::Resume(resume) => {
-                        // Output is not replayed yet (session resume comes with the ICE paths):
-                        // say honestly where output continues.
-                        let resumed = Frame { kind: Some(frame::Kind::Resumed(Resumed {
-                            first_seq: seq + 1,
-                            truncated: seq > resume.last_output_seq,
-                        })) };
-                        if let Err(err) = sender.send(&resumed).await {
-                            break Ended::transport(err);
+                        if let Err(err) = conn.resume_from(resume.last_output_seq).await {
+                            break fail(conn, &err).await;
                         }
                     }
-                    frame::Kind::Pong(_) | frame::Kind::OutputAck(_) | frame::Kind::Hello(_) => {}
+                    frame::Kind::OutputAck(ack) => conn.ack(ack.seq),
+                    frame::Kind::Pong(_) | frame::Kind::Hello(_) => {}
                     frame::Kind::Close(_) => break Ended::by_operator(),
-                    _ => break protocol_error(sender, CloseReason::ProtocolError, "unexpected frame in a shell session").await,
+                    _ => break refuse(conn, CloseReason::ProtocolError, "unexpected frame in a shell session").await,
                 },
-                Ok(Some(Frame { kind: None })) => {}
-                Ok(None) => break Ended::gone(),
-                Err(err) => {
+                Event::Gone => break Ended::gone(),
+                Event::Failed(err) => {
                     let reason = err.close_reason();
-                    break protocol_error(sender, reason, &err.to_string()).await;
+                    break refuse(conn, reason, &err.to_string()).await;
                 }
             },
             () = &mut idle => {
-                sender.close(CloseReason::IdleTimeout, "no input for too long").await;
+                conn.close(CloseReason::IdleTimeout, "no input for too long").await;
                 break Ended::closed(CloseReason::IdleTimeout);
             },
             () = &mut deadline => {
-                sender.close(CloseReason::MaxDuration, "the session reached its maximum duration").await;
+                conn.close(CloseReason::MaxDuration, "the session reached its maximum duration").await;
                 break Ended::closed(CloseReason::MaxDuration);
             },
             () = recorder.lost() => {
                 if let Err(why) = recorder.on_lost() {
-                    break protocol_error(sender, CloseReason::Policy, &why).await;
+                    break refuse(conn, CloseReason::Policy, &why).await;
                 }
             },
             () = stop.cancelled() => {
                 let reason = stop.reason();
-                sender.close(reason, "the session was ended at the host or by an admin").await;
+                conn.close(reason, "the session was ended at the host or by an admin").await;
                 break Ended::closed(reason);
             },
         }
@@ -289,25 +280,35 @@ pub async fn run(
     ended
 }
 
-/// Sends one `Output` frame with the next sequence number.
-async fn send_output(
-    sender: &mut SessionSender,
-    seq: &mut u64,
-    data: Vec<u8>,
-) -> Result<(), tucdesk_transport::ChannelError> {
-    *seq += 1;
-    let frame = Frame {
-        kind: Some(frame::Kind::Output(Output { seq: *seq, data })),
-    };
-    sender.send(&frame).await
+/// Tells the operator why the session ends (when a path is up) and ends it.
+async fn refuse(conn: &mut Resumable, reason: CloseReason, why: &str) -> Ended {
+    tracing::warn!(reason = reason.as_str_name(), why, "closing a session");
+    conn.close(reason, why).await;
+    Ended {
+        reason,
+        message: why.to_owned(),
+    }
 }
 
-async fn finish(sender: &mut SessionSender, status: &portable_pty::ExitStatus) -> Ended {
-    if let Err(err) = sender.send(&exit_frame(status)).await {
-        return Ended::transport(err);
+async fn fail(conn: &mut Resumable, err: &tucdesk_transport::ChannelError) -> Ended {
+    refuse(conn, err.close_reason(), &err.to_string()).await
+}
+
+/// Delivers the rest of the output and the exit status (waiting for a resume if the path is
+/// down), then closes.
+async fn finish(conn: &mut Resumable, status: &portable_pty::ExitStatus) -> Ended {
+    if conn
+        .finish(
+            Some(exit_frame(status)),
+            CloseReason::Normal,
+            "the shell exited",
+        )
+        .await
+    {
+        Ended::closed(CloseReason::Normal)
+    } else {
+        Ended::gone()
     }
-    sender.close(CloseReason::Normal, "the shell exited").await;
-    Ended::closed(CloseReason::Normal)
 }
 
 #[cfg(test)]

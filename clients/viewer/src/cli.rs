@@ -233,6 +233,10 @@ struct SessionArgs {
     /// default binds every non-loopback interface; give 127.0.0.1:0 for a stack on loopback.
     #[arg(long, env = "TUCDESK_ICE_BIND", value_delimiter = ',')]
     ice_bind: Vec<std::net::SocketAddr>,
+    /// When a shell's connection drops, how many seconds to keep trying to resume it over any
+    /// path (the agent keeps the shell running meanwhile, for its own grace period).
+    #[arg(long, env = "TUCDESK_RESUME_GRACE_SECS", default_value_t = 60)]
+    resume_grace_secs: u64,
 }
 
 fn parse_path(value: &str) -> Result<SessionPath, String> {
@@ -612,15 +616,14 @@ fn dial(session: &SessionArgs) -> anyhow::Result<DialOptions> {
     })
 }
 
-async fn open_session(
+fn session_spec(
     config: &ConfigDir,
     agent: String,
     session: &SessionArgs,
     kind: SessionKind,
     exec: Option<ExecSpec>,
-) -> anyhow::Result<(Api, Opened)> {
-    let mut api = Api::open(config)?;
-    let pins = KnownAgents::new(config.path(KNOWN_AGENTS_FILE));
+) -> anyhow::Result<(Api, SessionSpec)> {
+    let api = Api::open(config)?;
     let spec = SessionSpec {
         agent,
         kind,
@@ -632,10 +635,19 @@ async fn open_session(
         path: session.path,
         p2p: p2p_options(&session.ice_bind, session.p2p_timeout_secs),
     };
+    Ok((api, spec))
+}
+
+async fn open_with(
+    config: &ConfigDir,
+    api: &mut Api,
+    spec: &SessionSpec,
+) -> anyhow::Result<Opened> {
+    let pins = KnownAgents::new(config.path(KNOWN_AGENTS_FILE));
     let opened = open(
-        &mut api,
+        api,
         &pins,
-        &spec,
+        spec,
         |fingerprint| {
             ask_yes(&format!(
                 "The agent {:?} is new to this device. Its fingerprint is {fingerprint}.\n\
@@ -646,6 +658,18 @@ async fn open_session(
         |note| eprintln!("tucdesk: {note}"),
     )
     .await?;
+    Ok(opened)
+}
+
+async fn open_session(
+    config: &ConfigDir,
+    agent: String,
+    session: &SessionArgs,
+    kind: SessionKind,
+    exec: Option<ExecSpec>,
+) -> anyhow::Result<(Api, Opened)> {
+    let (mut api, spec) = session_spec(config, agent, session, kind, exec)?;
+    let opened = open_with(config, &mut api, &spec).await?;
     Ok((api, opened))
 }
 
@@ -666,22 +690,25 @@ async fn finish_report(api: &mut Api, opened: &Opened, reason: CloseReason) {
 }
 
 async fn connect(config: &ConfigDir, agent: String, session: SessionArgs) -> anyhow::Result<i32> {
-    let (mut api, mut opened) =
-        open_session(config, agent, &session, SessionKind::Shell, None).await?;
+    let (mut api, spec) = session_spec(config, agent, &session, SessionKind::Shell, None)?;
+    let opened = open_with(config, &mut api, &spec).await?;
     eprintln!(
         "tucdesk: connected to {} ({}) via {}; end-to-end encrypted. ~. disconnects, ~? helps.",
         opened.agent.name,
         opened.agent.fingerprint,
         tucdesk_transport::path_name(opened.path)
     );
+    let grace = std::time::Duration::from_secs(session.resume_grace_secs.min(24 * 60 * 60));
+    let mut shell = crate::resume::ShellSession::new(&mut api, opened, &spec, grace, |note| {
+        eprint!("\r\ntucdesk: {note}\r\n");
+    })?;
     let outcome = {
         let _raw = if terminal::stdin_is_terminal() {
             Some(RawMode::enable().context("switching the terminal to raw mode")?)
         } else {
             None
         };
-        let channel = &mut opened.channel;
-        terminal::interact(&mut channel.sender, &mut channel.receiver).await
+        terminal::interact(&mut shell).await
     };
     // What the audit log records for this side: how the session really ended.
     let reason = match &outcome {
@@ -689,7 +716,16 @@ async fn connect(config: &ConfigDir, agent: String, session: SessionArgs) -> any
         Outcome::Closed(reason, _) => *reason,
         Outcome::Lost(_) => CloseReason::Unspecified,
     };
-    finish_report(&mut api, &opened, reason).await;
+    let ended = SessionReport {
+        kind: SessionEventKind::Ended as i32,
+        path: shell.path() as i32,
+        bytes_to_agent: shell.bytes_to_agent(),
+        bytes_to_operator: shell.bytes_to_operator(),
+        close_reason: reason as i32,
+        ..Default::default()
+    };
+    let session_id = shell.session_id().to_owned();
+    report(shell.api(), &session_id, ended).await;
     match outcome {
         Outcome::Exited(code) => {
             eprintln!("\ntucdesk: the shell exited with status {code}");

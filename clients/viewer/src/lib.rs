@@ -12,4 +12,5 @@ pub mod open;
 pub mod paths;
 pub mod pins;
 pub mod recordings;
+pub mod resume;
 pub mod terminal;

@@ -9,7 +9,8 @@ use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetat
 use tokio::sync::mpsc;
 use tucdesk_proto::limits::MAX_INPUT_CHUNK_LEN;
 use tucdesk_proto::v1::{CloseReason, Frame, Input, Pong, Resize, TerminalSize, frame};
-use tucdesk_transport::{SessionReceiver, SessionSender};
+
+use crate::resume::{Received, ShellSession};
 
 /// The terminal's size, when stdout is a terminal.
 pub fn terminal_size() -> Option<TerminalSize> {
@@ -148,8 +149,8 @@ fn frame(kind: frame::Kind) -> Frame {
     Frame { kind: Some(kind) }
 }
 
-/// Runs the interactive session until it ends.
-pub async fn interact(sender: &mut SessionSender, receiver: &mut SessionReceiver) -> Outcome {
+/// Runs the interactive session until it ends; a dropped path is resumed on the way.
+pub async fn interact(session: &mut ShellSession<'_>) -> Outcome {
     let (keys_tx, mut keys) = mpsc::channel::<Vec<u8>>(16);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin();
@@ -181,13 +182,13 @@ pub async fn interact(sender: &mut SessionSender, receiver: &mut SessionReceiver
                 for action in scanner.feed(&typed) {
                     match action {
                         Typed::Send(data) => {
-                            if let Err(err) = sender.send(&frame(frame::Kind::Input(Input { data }))).await {
+                            if let Err(err) = session.send(&frame(frame::Kind::Input(Input { data }))).await {
                                 return Outcome::Lost(err.to_string());
                             }
                         }
                         Typed::Help(data) => {
                             if !data.is_empty()
-                                && let Err(err) = sender.send(&frame(frame::Kind::Input(Input { data }))).await
+                                && let Err(err) = session.send(&frame(frame::Kind::Input(Input { data }))).await
                             {
                                 return Outcome::Lost(err.to_string());
                             }
@@ -195,7 +196,7 @@ pub async fn interact(sender: &mut SessionSender, receiver: &mut SessionReceiver
                             let _ = stdout.flush();
                         }
                         Typed::Disconnect => {
-                            sender.close(CloseReason::Normal, "disconnected by the user").await;
+                            session.close(CloseReason::Normal, "disconnected by the user").await;
                             return Outcome::Disconnected;
                         }
                     }
@@ -204,22 +205,30 @@ pub async fn interact(sender: &mut SessionSender, receiver: &mut SessionReceiver
             Some(()) = async { match winch.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
                 if let Some(size) = terminal_size() {
                     let resize = frame(frame::Kind::Resize(Resize { cols: size.cols, rows: size.rows }));
-                    if let Err(err) = sender.send(&resize).await {
+                    if let Err(err) = session.send(&resize).await {
                         return Outcome::Lost(err.to_string());
                     }
                 }
             }
-            incoming = receiver.recv() => match incoming {
-                Ok(Some(Frame { kind: Some(kind) })) => match kind {
+            incoming = session.recv() => match incoming {
+                Received::Frame(kind) => match kind {
                     frame::Kind::Output(output) => {
-                        let _ = stdout.write_all(&output.data);
-                        let _ = stdout.flush();
+                        if session.fresh(&output) {
+                            let _ = stdout.write_all(&output.data);
+                            let _ = stdout.flush();
+                        }
+                        if let Err(err) = session.acknowledge().await {
+                            return Outcome::Lost(err.to_string());
+                        }
                     }
                     frame::Kind::Exit(exit) => {
                         exit_code = Some(exit.exit_code.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)));
                     }
+                    frame::Kind::Resumed(resumed) if resumed.truncated => {
+                        eprint!("\r\ntucdesk: some output from while the connection was down could not be kept\r\n");
+                    }
                     frame::Kind::Ping(ping) => {
-                        let _ = sender.send(&frame(frame::Kind::Pong(Pong { nonce: ping.nonce }))).await;
+                        let _ = session.send(&frame(frame::Kind::Pong(Pong { nonce: ping.nonce }))).await;
                     }
                     frame::Kind::Close(close) => {
                         let reason = CloseReason::try_from(close.reason).unwrap_or(CloseReason::Unspecified);
@@ -230,9 +239,16 @@ pub async fn interact(sender: &mut SessionSender, receiver: &mut SessionReceiver
                     }
                     _ => {}
                 },
-                Ok(Some(Frame { kind: None })) => {}
-                Ok(None) => return exit_code.map_or_else(|| Outcome::Lost("the connection ended".into()), Outcome::Exited),
-                Err(err) => return Outcome::Lost(err.to_string()),
+                Received::Dropped(why) => {
+                    if let Some(code) = exit_code {
+                        // The exit status arrived; only the Close was lost.
+                        return Outcome::Exited(code);
+                    }
+                    if let Err(err) = session.resume(&why).await {
+                        return Outcome::Lost(err.to_string());
+                    }
+                }
+                Received::Failed(err) => return Outcome::Lost(err.to_string()),
             },
         }
     }

@@ -43,6 +43,7 @@ use crate::identity::{Identity, PUBLIC_KEY_LEN, PublicKey, Signature};
 use crate::rng::{RngError, random_secret};
 
 mod keys;
+pub mod resume;
 pub use keys::SessionKeys;
 pub(crate) use keys::hkdf_sha256;
 
@@ -88,6 +89,9 @@ pub enum HandshakeError {
     /// HKDF refused the output length (cannot happen for 64 bytes).
     #[error("session key derivation failed")]
     KeyDerivation,
+    /// A resume offer whose epoch is not above every epoch accepted before (a replay).
+    #[error("resume offer is stale (replayed or out of order)")]
+    StaleResume,
     /// The OS RNG failed.
     #[error("OS random number generator failed")]
     Rng,

@@ -107,6 +107,11 @@ impl SessionSender {
         self.pipe.close().await;
     }
 
+    /// Closes the pipe without a `Close` frame: the session goes on over another path.
+    pub async fn abandon(self) {
+        self.pipe.close().await;
+    }
+
     /// The path the session runs over.
     pub fn path(&self) -> Path {
         self.pipe.path()
@@ -236,55 +241,13 @@ pub async fn establish(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use async_trait::async_trait;
-    use tokio::sync::{Mutex, mpsc};
+    use tokio::sync::mpsc;
     use tucdesk_proto::v1::{Input, Output};
 
-    /// One end of an in-memory pipe that also records what it sent, so a test can replay or
-    /// tamper with it.
-    struct MemoryPipe {
-        out: mpsc::Sender<Vec<u8>>,
-        inbox: Mutex<mpsc::Receiver<Vec<u8>>>,
-        sent: std::sync::Mutex<Vec<Vec<u8>>>,
-    }
-
-    #[async_trait]
-    impl MessagePipe for MemoryPipe {
-        fn path(&self) -> Path {
-            Path::Ws
-        }
-        async fn send(&self, message: Vec<u8>) -> Result<(), PipeError> {
-            self.sent.lock().unwrap().push(message.clone());
-            self.out
-                .send(message)
-                .await
-                .map_err(|_| PipeError::Closed { reason: None })
-        }
-        async fn recv(&self) -> Result<Option<Vec<u8>>, PipeError> {
-            Ok(self.inbox.lock().await.recv().await)
-        }
-        async fn close(&self) {}
-    }
-
-    fn pair() -> (Arc<MemoryPipe>, Arc<MemoryPipe>, mpsc::Sender<Vec<u8>>) {
-        let (a_out, b_in) = mpsc::channel(64);
-        let (b_out, a_in) = mpsc::channel(64);
-        let inject = b_out.clone();
-        let a = Arc::new(MemoryPipe {
-            out: a_out,
-            inbox: Mutex::new(a_in),
-            sent: Default::default(),
-        });
-        let b = Arc::new(MemoryPipe {
-            out: b_out,
-            inbox: Mutex::new(b_in),
-            sent: Default::default(),
-        });
-        (a, b, inject)
-    }
+    pub(crate) use crate::memory::pair;
 
     /// Both sides' keys from a real handshake.
     fn handshake() -> (tucdesk_crypto::SessionKeys, tucdesk_crypto::SessionKeys) {
@@ -315,7 +278,7 @@ mod tests {
     ) -> (
         Result<Established, ChannelError>,
         Result<Established, ChannelError>,
-        Arc<MemoryPipe>,
+        Arc<crate::memory::MemoryPipe>,
         mpsc::Sender<Vec<u8>>,
     ) {
         let (op_pipe, agent_pipe, inject) = pair();
@@ -373,10 +336,9 @@ mod tests {
         op.sender.send(&output(b"once")).await.unwrap();
         agent.receiver.recv().await.unwrap().unwrap();
         // The relay (or anyone on the path) sends the same sealed frame again.
-        let last = op_pipe.sent.lock().unwrap().last().cloned().unwrap();
-        let b_in_sender = op_pipe.out.clone();
+        let last = op_pipe.sent().last().cloned().unwrap();
         drop(inject);
-        b_in_sender.send(last.clone()).await.unwrap();
+        op_pipe.send(last.clone()).await.unwrap();
         assert!(matches!(
             agent.receiver.recv().await,
             Err(ChannelError::Crypto(_))
@@ -384,7 +346,7 @@ mod tests {
         let mut flipped = last;
         let end = flipped.len() - 1;
         flipped[end] ^= 1;
-        b_in_sender.send(flipped).await.unwrap();
+        op_pipe.send(flipped).await.unwrap();
         assert!(agent.receiver.recv().await.is_err());
     }
 

@@ -12,7 +12,9 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod memory;
 pub mod proofs;
+pub mod resume;
 pub mod rpc;
 pub mod ws;
 
