@@ -376,6 +376,29 @@ fn handshake_seeds(s: &Seeds) {
     );
 }
 
+fn resume_seeds(s: &Seeds) {
+    let offer = v1::ResumeHandshake {
+        kind: Some(v1::resume_handshake::Kind::Offer(v1::ResumeOffer {
+            epoch: 3,
+            e_op_pub: vector_bytes("/handshake/e_op_public_hex"),
+            signature: vector_bytes("/handshake/offer_signature_hex"),
+        })),
+    };
+    s.put("agent_offer", cat(&[&[0, 1], &offer.encode_to_vec()]));
+    s.put("agent_stale_offer", cat(&[&[0, 9], &offer.encode_to_vec()]));
+    let answer = v1::ResumeHandshake {
+        kind: Some(v1::resume_handshake::Kind::Answer(v1::ResumeAnswer {
+            e_ag_pub: vector_bytes("/handshake/e_ag_public_hex"),
+            signature: vector_bytes("/handshake/answer_signature_hex"),
+        })),
+    };
+    s.put("operator_answer", cat(&[&[1, 1], &answer.encode_to_vec()]));
+    s.put("honest_untampered", cat(&[&[2], &[0, 0, 0, 7], &[0; 96]]));
+    let mut mask = [0u8; 96];
+    mask[40] = 1;
+    s.put("honest_tampered", cat(&[&[2], &[0, 0, 0, 7], &mask]));
+}
+
 fn agent_id_seeds(s: &Seeds) {
     for (i, id) in array("/identity").iter().enumerate() {
         let agent_id = id["agent_id"].as_str().expect("agent_id");
@@ -557,5 +580,6 @@ fn main() {
     frame_open_seeds(&Seeds::target(&root, "frame_open"));
     assertion_seeds(&Seeds::target(&root, "service_assertion_parse"));
     code_seeds(&Seeds::target(&root, "code_normalize"));
+    resume_seeds(&Seeds::target(&root, "resume_handshake"));
     println!("seeds written to {}", root.display());
 }

@@ -130,6 +130,8 @@ wire_messages! {
     SetUserDisabledRequest, SetUserRoleRequest, SupportCode, TagAgentRequest, TokenPair,
     UploadStatus, User, ValidatePolicyRequest, ValidatePolicyResponse, WatchApprovalsRequest,
     WhoAmIRequest, WhoAmIResponse,
+    // Appended so the selector bytes of existing seeds keep their message.
+    ResumeHandshake,
 }
 
 /// Runs [`proto_roundtrip`] for message number `index` of [`WIRE_MESSAGES`].
