@@ -235,3 +235,40 @@ async fn losing_the_turn_server_surfaces_as_a_pipe_error() {
     operator.close().await;
     agent.close().await;
 }
+
+/// Bulk data through TURN arrives whole and in order, with the sender held to its bounded
+/// buffer throughout (what a shell's `cat` of a large file does). webrtc-rs 0.21.1 as
+/// released stalled such a stream for a timer tick at every acknowledgement (see
+/// vendor/webrtc/PATCHED.md); the speed is measured by the path benchmark, not here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_data_through_turn_arrives_whole_and_in_order() {
+    let coturn = start_coturn().await;
+    let ice = ice_config(&coturn, SECRET, IceTransportPolicy::Relay);
+    let (operator, agent) = connect(&ice, &ice, &loopback_options(), &loopback_options()).await;
+    assert_eq!(agent.path(), Path::Turn);
+    const COUNT: u64 = 160; // 160 sealed frames of 64 KiB: 10 MiB
+    let sender = agent.clone();
+    let send = tokio::spawn(async move {
+        for seq in 0..COUNT {
+            sender
+                .send(numbered(seq, MAX_SEALED_FRAME_LEN))
+                .await
+                .unwrap();
+            assert!(
+                sender.buffered_amount().await <= sender.send_buffer_limit() + MAX_SEALED_FRAME_LEN
+            );
+        }
+    });
+    for seq in 0..COUNT {
+        let message = tokio::time::timeout(GUARD, operator.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {seq} never arrived"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.len(), MAX_SEALED_FRAME_LEN);
+        assert_eq!(check_numbered(&message), seq);
+    }
+    send.await.unwrap();
+    operator.close().await;
+    agent.close().await;
+}
