@@ -132,9 +132,9 @@ pub struct Agent {
     /// Offers and sessions in progress, by session id.
     active: Arc<Mutex<HashMap<String, Stop>>>,
     /// Where ICE signals from each session's operator go (the session's negotiation).
-    signals: Arc<Mutex<HashMap<String, mpsc::Sender<SessionSignal>>>>,
+    signals: Routes<SessionSignal>,
     /// Where each session's path renewals go (its resume attempts).
-    renewals: Arc<Mutex<HashMap<String, mpsc::Sender<ConnectivityInfo>>>>,
+    renewals: Routes<ConnectivityInfo>,
     slots: Arc<Semaphore>,
     consent: Arc<Consent>,
     /// Cancelled when the session quota is used up.
@@ -528,28 +528,16 @@ impl Agent {
     /// not negotiating, or beyond what a negotiation reads, are dropped (the negotiation
     /// bounds what it accepts itself).
     fn route_signal(&self, signal: SessionSignal) {
-        let sender = self
-            .signals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&signal.session_id)
-            .cloned();
-        if let Some(sender) = sender {
-            let _ = sender.try_send(signal);
-        }
+        let session_id = signal.session_id.clone();
+        route(&self.signals, &session_id, signal);
     }
 
     /// Hands fresh tickets to a running session whose viewer is resuming it.
     fn route_renewal(&self, update: ConnectivityUpdate) {
-        let sender = self
-            .renewals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&update.session_id)
-            .cloned();
-        if let (Some(sender), Some(connectivity)) = (sender, update.connectivity) {
+        if let Some(connectivity) = update.connectivity
+            && route(&self.renewals, &update.session_id, connectivity)
+        {
             tracing::info!(session_id = %update.session_id, "the viewer is resuming a session");
-            let _ = sender.try_send(connectivity);
         }
     }
 
@@ -799,6 +787,20 @@ impl OfferTask {
         .await;
         true
     }
+}
+
+/// Where what rendezvous sends a running session goes, by session id.
+type Routes<T> = Arc<Mutex<HashMap<String, mpsc::Sender<T>>>>;
+
+/// Hands `item` to the session's queue without waiting; false when the session has no route
+/// or its queue is full (the session bounds what it takes).
+fn route<T>(routes: &Routes<T>, session_id: &str, item: T) -> bool {
+    let sender = routes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(session_id)
+        .cloned();
+    sender.is_some_and(|sender| sender.try_send(item).is_ok())
 }
 
 /// Tells rendezvous (and through it the operator) why an offer is refused.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tucdesk_p2p::{P2pOptions, Signaling, SignalingError};
 use tucdesk_proto::v1::agent_message::Kind as AgentKind;
+use tucdesk_proto::v1::session_signal::Signal;
 use tucdesk_proto::v1::{ConnectivityInfo, Path, SessionSignal, Side};
 use tucdesk_transport::{DialOptions, MessagePipe};
 
@@ -25,6 +26,9 @@ pub struct LinkSignaling {
     session_id: String,
     link: LinkHandle,
     inbound: mpsc::Receiver<SessionSignal>,
+    /// Skip signals until the operator's next description: what came before it belongs to an
+    /// earlier negotiation (late candidates, its end-of-candidates).
+    skip_to_description: bool,
 }
 
 impl LinkSignaling {
@@ -33,12 +37,15 @@ impl LinkSignaling {
             session_id: session_id.to_owned(),
             link,
             inbound,
+            skip_to_description: false,
         }
     }
 
-    /// Drops signals left over from an earlier negotiation, before a new one starts.
-    pub fn forget_stale(&mut self) {
-        while self.inbound.try_recv().is_ok() {}
+    /// A new negotiation starts (a resume): signals left from the earlier one are skipped.
+    /// They cannot simply be drained now, as the new description may already be queued
+    /// (rendezvous delivers the renewal and the signals on different subjects).
+    pub fn expect_new_negotiation(&mut self) {
+        self.skip_to_description = true;
     }
 }
 
@@ -53,7 +60,20 @@ impl Signaling for LinkSignaling {
     }
 
     async fn recv(&mut self) -> Result<Option<SessionSignal>, SignalingError> {
-        Ok(self.inbound.recv().await)
+        loop {
+            let signal = self.inbound.recv().await;
+            if self.skip_to_description {
+                match &signal {
+                    Some(SessionSignal {
+                        signal: Some(Signal::Description(_)),
+                        ..
+                    }) => self.skip_to_description = false,
+                    Some(_) => continue,
+                    None => {}
+                }
+            }
+            return Ok(signal);
+        }
     }
 }
 
@@ -118,6 +138,7 @@ pub async fn connect(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn with(paths: &[Path]) -> ConnectivityInfo {
@@ -125,6 +146,40 @@ mod tests {
             paths: paths.iter().map(|p| *p as i32).collect(),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_negotiation_skips_what_the_last_one_left_behind() {
+        use tucdesk_proto::v1::{IceCandidate, SessionDescription};
+        let (queue, inbound) = mpsc::channel(8);
+        let mut signaling = LinkSignaling::new("s", LinkHandle::default(), inbound);
+        let signal = |signal| SessionSignal {
+            session_id: "s".into(),
+            signal: Some(signal),
+        };
+        let candidate = |text: &str| {
+            signal(Signal::Candidate(IceCandidate {
+                candidate: text.into(),
+                ..Default::default()
+            }))
+        };
+        let description = signal(Signal::Description(SessionDescription {
+            sdp: "fresh".into(),
+            ..Default::default()
+        }));
+        // Left from the first negotiation, then the resume's own signals (already queued when
+        // the renewal is processed).
+        for queued in [
+            candidate("stale"),
+            signal(Signal::EndOfCandidates(true)),
+            description.clone(),
+            candidate("fresh"),
+        ] {
+            queue.send(queued).await.unwrap();
+        }
+        signaling.expect_new_negotiation();
+        assert_eq!(signaling.recv().await.unwrap(), Some(description));
+        assert_eq!(signaling.recv().await.unwrap(), Some(candidate("fresh")));
     }
 
     #[test]

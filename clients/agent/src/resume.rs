@@ -435,7 +435,7 @@ impl Acceptor {
         let mut last_epoch = 0u32;
         let mut next = self.renewals.recv().await;
         while let Some(connectivity) = next.take() {
-            self.signaling.forget_stale();
+            self.signaling.expect_new_negotiation();
             let session_id = self.context.session_id.clone();
             let outcome = tokio::select! {
                 done = attempt(&session_id, connectivity, &self.dial, &self.p2p, &mut self.signaling, &self.identity, &self.context, last_epoch) => Ok(done),

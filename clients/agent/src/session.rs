@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tucdesk_crypto::SessionKeys;
 use tucdesk_proto::v1::agent_message::Kind as AgentKind;
 use tucdesk_proto::v1::{
-    CloseReason, ConnectivityInfo, SessionEvent, SessionEventKind, SessionKind, SessionReport, Side,
+    CloseReason, ConnectivityInfo, Path, SessionEvent, SessionEventKind, SessionKind,
+    SessionReport, Side,
 };
 use tucdesk_transport::{ChannelError, DialOptions, SessionSender};
 
@@ -167,6 +168,19 @@ fn report(link: &LinkHandle, session_id: &str, report: SessionReport) {
     }));
 }
 
+/// Reports that the session runs (again) over `path`: audited with it.
+fn report_path(link: &LinkHandle, session_id: &str, kind: SessionEventKind, path: Path) {
+    report(
+        link,
+        session_id,
+        SessionReport {
+            kind: kind as i32,
+            path: path as i32,
+            ..Default::default()
+        },
+    );
+}
+
 /// How an accepted session connects: what rendezvous offered, and the local settings.
 #[derive(Debug)]
 pub struct Paths {
@@ -238,15 +252,7 @@ pub async fn serve(
         path = tucdesk_transport::path_name(path),
         "session started"
     );
-    report(
-        &link,
-        &session_id,
-        SessionReport {
-            kind: SessionEventKind::Started as i32,
-            path: path as i32,
-            ..Default::default()
-        },
-    );
+    report_path(&link, &session_id, SessionEventKind::Started, path);
     let (running, mut recorder) = match recording {
         Some(recording) => {
             let (running, recorder) = recording.start();
@@ -283,14 +289,11 @@ pub async fn serve(
                 resumed,
                 limits.resume_grace,
                 Box::new(move |path| {
-                    report(
+                    report_path(
                         &path_link,
                         &path_session,
-                        SessionReport {
-                            kind: SessionEventKind::PathChanged as i32,
-                            path: path as i32,
-                            ..Default::default()
-                        },
+                        SessionEventKind::PathChanged,
+                        path,
                     );
                 }),
             );

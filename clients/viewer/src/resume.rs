@@ -13,7 +13,7 @@ use std::time::Duration;
 use tucdesk_crypto::PublicKey;
 use tucdesk_crypto::handshake::resume::ResumeContext;
 use tucdesk_proto::v1::{
-    CloseReason, Frame, Output, OutputAck, Path, RenewConnectivityRequest, Resume, frame,
+    CloseReason, Frame, Output, OutputAck, Path, Ping, RenewConnectivityRequest, Resume, frame,
 };
 use tucdesk_transport::{ChannelError, Established};
 
@@ -23,6 +23,12 @@ use crate::open::{Opened, SessionSpec};
 /// Acknowledge output after this many frames or bytes, whichever comes first.
 const ACK_EVERY_FRAMES: u32 = 16;
 const ACK_EVERY_BYTES: usize = 256 * 1024;
+/// With nothing from the agent for this long, the viewer pings it (the agent answers).
+pub const KEEPALIVE: Duration = Duration::from_secs(10);
+/// With nothing from the agent for this long, the path is taken for dead and resumed: a path
+/// can die without a close (a NAT mapping or a relay host gone), and TCP would not notice
+/// while nothing is sent.
+pub const DEAD_AFTER: Duration = Duration::from_secs(30);
 /// First pause between resume attempts; doubles up to the maximum.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -61,6 +67,9 @@ pub struct ShellSession<'a> {
     earlier_in: u64,
     earlier_out: u64,
     grace: Duration,
+    /// When the agent was last heard from (any frame).
+    last_heard: tokio::time::Instant,
+    pings: u64,
     notice: Box<dyn Fn(&str) + Send + 'a>,
 }
 
@@ -109,6 +118,8 @@ impl<'a> ShellSession<'a> {
             earlier_in: 0,
             earlier_out: 0,
             grace,
+            last_heard: tokio::time::Instant::now(),
+            pings: 0,
             notice: Box::new(notice),
         })
     }
@@ -141,8 +152,11 @@ impl<'a> ShellSession<'a> {
     pub async fn recv(&mut self) -> Received {
         loop {
             match self.channel.receiver.recv().await {
-                Ok(Some(Frame { kind: Some(kind) })) => return Received::Frame(kind),
-                Ok(Some(Frame { kind: None })) => {}
+                Ok(Some(Frame { kind: Some(kind) })) => {
+                    self.last_heard = tokio::time::Instant::now();
+                    return Received::Frame(kind);
+                }
+                Ok(Some(Frame { kind: None })) => self.last_heard = tokio::time::Instant::now(),
                 Ok(None) => return Received::Dropped("the path closed".into()),
                 Err(ChannelError::Pipe(err)) => return Received::Dropped(err.to_string()),
                 Err(err) => return Received::Failed(err),
@@ -187,6 +201,30 @@ impl<'a> ShellSession<'a> {
         }
     }
 
+    /// Keeps a quiet path checked: pings the agent after [`KEEPALIVE`] of silence and resumes
+    /// the session after [`DEAD_AFTER`]. Call it every few seconds.
+    pub async fn keep_alive(&mut self) -> Result<(), ResumeError> {
+        let silent = self.last_heard.elapsed();
+        if silent >= DEAD_AFTER {
+            return self
+                .resume(&format!(
+                    "no answer from the agent for {} s",
+                    silent.as_secs()
+                ))
+                .await;
+        }
+        if silent >= KEEPALIVE {
+            self.pings += 1;
+            let ping = Frame {
+                kind: Some(frame::Kind::Ping(Ping {
+                    nonce: self.pings.to_be_bytes().to_vec(),
+                })),
+            };
+            self.send(&ping).await?;
+        }
+        Ok(())
+    }
+
     /// Ends the session from this side.
     pub async fn close(&mut self, reason: CloseReason, message: &str) {
         self.channel.sender.close(reason, message).await;
@@ -209,6 +247,7 @@ impl<'a> ShellSession<'a> {
             last_error = match tokio::time::timeout(left, self.attempt()).await {
                 Ok(Ok(channel)) => {
                     self.switch(channel);
+                    self.last_heard = tokio::time::Instant::now();
                     let resume = Frame {
                         kind: Some(frame::Kind::Resume(Resume {
                             last_output_seq: self.last_seq,

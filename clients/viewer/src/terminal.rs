@@ -172,8 +172,15 @@ pub async fn interact(session: &mut ShellSession<'_>) -> Outcome {
     let mut stdout = std::io::stdout();
     let mut exit_code = None;
     let mut stdin_open = true;
+    let mut keepalive = tokio::time::interval(crate::resume::KEEPALIVE / 2);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = keepalive.tick() => {
+                if let Err(err) = session.keep_alive().await {
+                    return Outcome::Lost(err.to_string());
+                }
+            }
             typed = keys.recv(), if stdin_open => {
                 let Some(typed) = typed else {
                     stdin_open = false;

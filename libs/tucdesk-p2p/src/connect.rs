@@ -9,7 +9,9 @@ use tucdesk_proto::v1::session_signal::Signal;
 use tucdesk_proto::v1::{
     IceCandidate, IceConfig, Path, SdpType, SessionDescription, SessionSignal,
 };
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::data_channel::{
+    DataChannel, DataChannelEvent, RTCDataChannelInit, RTCDataChannelMessage,
+};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCIceCandidateInit, RTCPeerConnectionState,
     RTCSessionDescription, SettingEngineBuilder,
@@ -111,12 +113,12 @@ where
     let attempt = run(role, session_id, &pc, &mut local, signaling);
     let outcome = tokio::time::timeout(options.connect_deadline, attempt).await;
     match outcome {
-        Ok(Ok((channel, path))) => {
+        Ok(Ok((channel, path, early))) => {
             tracing::info!(
                 path = tucdesk_transport::path_name(path),
                 "peer-to-peer path open"
             );
-            Ok(P2pPipe::new(pc, channel, path, state, options))
+            Ok(P2pPipe::new(pc, channel, path, state, options, early))
         }
         Ok(Err(err)) => {
             let _ = pc.close().await;
@@ -172,13 +174,29 @@ async fn check_channel(channel: &Arc<dyn DataChannel>) -> Result<(), P2pError> {
 }
 
 /// Waits until the channel `channel` reports open (offering side).
-async fn opened(channel: Option<&Arc<dyn DataChannel>>) -> Result<(), P2pError> {
+/// Messages accepted before the channel reports open (the peer sends one, its Hello).
+const MAX_EARLY_MESSAGES: usize = 16;
+
+async fn opened(
+    channel: Option<&Arc<dyn DataChannel>>,
+    early: &mut Vec<RTCDataChannelMessage>,
+) -> Result<(), P2pError> {
     let Some(channel) = channel else {
         return std::future::pending().await;
     };
     loop {
         match channel.poll().await {
             Some(DataChannelEvent::OnOpen) => return Ok(()),
+            // The peer's first message can be reported before the open (its channel opened
+            // first and it sent at once); it is the session's first frame, so keep it.
+            Some(DataChannelEvent::OnMessage(message)) => {
+                if early.len() >= MAX_EARLY_MESSAGES {
+                    return Err(P2pError::Protocol(
+                        "too many messages before the channel opened",
+                    ));
+                }
+                early.push(message);
+            }
             Some(DataChannelEvent::OnClose | DataChannelEvent::OnError) | None => {
                 return Err(P2pError::Failed);
             }
@@ -194,7 +212,7 @@ async fn run<S>(
     pc: &Arc<dyn PeerConnection>,
     local: &mut Local,
     signaling: &mut S,
-) -> Result<(Arc<dyn DataChannel>, Path), P2pError>
+) -> Result<(Arc<dyn DataChannel>, Path, Vec<RTCDataChannelMessage>), P2pError>
 where
     S: Signaling + ?Sized,
 {
@@ -203,6 +221,8 @@ where
         Role::Answerer => SdpType::Offer,
     };
     let mut inbound = Inbound::new(session_id, expected);
+    // Messages the peer sent before our channel reported open (offerer only).
+    let mut early = Vec::new();
     let mut offered = None;
     if role == Role::Offerer {
         let init = RTCDataChannelInit {
@@ -291,15 +311,15 @@ where
                     }
                 }
             }
-            open = opened(offered.as_ref()) => {
+            open = opened(offered.as_ref(), &mut early) => {
                 open?;
                 let channel = offered.take().ok_or(P2pError::Failed)?;
-                return Ok((channel, selected_path(pc, &remote_relays).await));
+                return Ok((channel, selected_path(pc, &remote_relays).await, early));
             }
             channel = &mut local.channel, if role == Role::Answerer => {
                 let channel = channel.map_err(|_| P2pError::Failed)?;
                 check_channel(&channel).await?;
-                return Ok((channel, selected_path(pc, &remote_relays).await));
+                return Ok((channel, selected_path(pc, &remote_relays).await, Vec::new()));
             }
         }
     }

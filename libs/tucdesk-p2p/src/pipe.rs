@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{Mutex, watch};
 use tucdesk_proto::v1::Path;
 use tucdesk_transport::{MessagePipe, PipeError};
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelMessage};
 use webrtc::error::Error as RtcError;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
@@ -35,6 +35,8 @@ pub struct P2pPipe {
     closed: AtomicBool,
     send_lock: Mutex<()>,
     recv_lock: Mutex<()>,
+    /// Messages that arrived before the channel reported open, delivered first.
+    early: std::sync::Mutex<std::collections::VecDeque<RTCDataChannelMessage>>,
 }
 
 impl std::fmt::Debug for P2pPipe {
@@ -98,6 +100,7 @@ impl P2pPipe {
         path: Path,
         state: watch::Receiver<RTCPeerConnectionState>,
         options: &P2pOptions,
+        early: Vec<RTCDataChannelMessage>,
     ) -> Self {
         Self {
             pc,
@@ -109,7 +112,22 @@ impl P2pPipe {
             closed: AtomicBool::new(false),
             send_lock: Mutex::new(()),
             recv_lock: Mutex::new(()),
+            early: std::sync::Mutex::new(early.into()),
         }
+    }
+
+    /// A received message, if it is binary and within the size limit.
+    fn accept(&self, message: RTCDataChannelMessage) -> Result<Vec<u8>, PipeError> {
+        if message.is_string {
+            return Err(PipeError::Io("the peer sent a text message".into()));
+        }
+        if message.data.len() > self.max_message_len {
+            return Err(PipeError::TooLarge {
+                len: message.data.len(),
+                max: self.max_message_len,
+            });
+        }
+        Ok(Vec::from(message.data))
     }
 
     /// Bytes handed to the channel and not yet acknowledged by the peer.
@@ -175,6 +193,14 @@ impl MessagePipe for P2pPipe {
 
     async fn recv(&self) -> Result<Option<Vec<u8>>, PipeError> {
         let _serial = self.recv_lock.lock().await;
+        let early = self
+            .early
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        if let Some(message) = early {
+            return self.accept(message).map(Some);
+        }
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Ok(None);
@@ -187,16 +213,7 @@ impl MessagePipe for P2pPipe {
             };
             match event {
                 Some(DataChannelEvent::OnMessage(message)) => {
-                    if message.is_string {
-                        return Err(PipeError::Io("the peer sent a text message".into()));
-                    }
-                    if message.data.len() > self.max_message_len {
-                        return Err(PipeError::TooLarge {
-                            len: message.data.len(),
-                            max: self.max_message_len,
-                        });
-                    }
-                    return Ok(Some(Vec::from(message.data)));
+                    return self.accept(message).map(Some);
                 }
                 Some(DataChannelEvent::OnClose) | None => return Ok(None),
                 Some(DataChannelEvent::OnError) => {

@@ -272,3 +272,35 @@ async fn bulk_data_through_turn_arrives_whole_and_in_order() {
     operator.close().await;
     agent.close().await;
 }
+
+/// The agent sends its first frame (the session Hello) the moment its end of the channel
+/// opens, which can be before the viewer's end reports open; that message must not be lost
+/// (it was, through TURN: "first frame is not Hello").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_the_moment_the_channel_opens_arrives() {
+    let coturn = start_coturn().await;
+    for policy in [IceTransportPolicy::Relay, IceTransportPolicy::All] {
+        let ice = ice_config(&coturn, SECRET, policy);
+        let (mut to_agent, mut to_operator) = tucdesk_p2p::memory_pair(SIGNAL_CAPACITY);
+        let options = loopback_options();
+        let (dialed, first_sent) = tokio::time::timeout(GUARD, async {
+            tokio::join!(
+                tucdesk_p2p::dial(SESSION, &ice, &options, &mut to_agent),
+                async {
+                    let agent = tucdesk_p2p::accept(SESSION, &ice, &options, &mut to_operator)
+                        .await
+                        .unwrap();
+                    agent.send(b"hello first".to_vec()).await.unwrap();
+                    agent
+                },
+            )
+        })
+        .await
+        .unwrap();
+        let operator = dialed.unwrap();
+        let first = tokio::time::timeout(GUARD, operator.recv()).await.unwrap();
+        assert_eq!(first.unwrap().unwrap(), b"hello first", "{policy:?}");
+        operator.close().await;
+        first_sent.close().await;
+    }
+}
