@@ -13,8 +13,8 @@ use webrtc::data_channel::{
     DataChannel, DataChannelEvent, RTCDataChannelInit, RTCDataChannelMessage,
 };
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, RTCIceCandidateInit, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, RTCIceCandidateInit, RTCIceTransportPolicy,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
 use crate::config::rtc_configuration;
@@ -94,11 +94,17 @@ where
     let configuration = rtc_configuration(ice)?;
     check_options(options)?;
     let (handler, mut local) = Handler::new(role);
-    let settings = SettingEngineBuilder::new()
+    let relay_only = configuration.ice_transport_policy() == RTCIceTransportPolicy::Relay;
+    let mut settings = SettingEngineBuilder::new()
         // No mDNS: no multicast socket, and `.local` candidates from the peer are dropped.
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(SCTP_MAX_MESSAGE_SIZE))
-        .build();
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(SCTP_MAX_MESSAGE_SIZE));
+    if relay_only {
+        // ICE holds a relayed pair back ~2 s in case a direct one turns up; with relay-only
+        // candidates none can.
+        settings = settings.with_relay_acceptance_min_wait(Some(std::time::Duration::ZERO));
+    }
+    let settings = settings.build();
     let pc: Arc<dyn PeerConnection> = Arc::new(
         PeerConnectionBuilder::new()
             .with_configuration(configuration)
