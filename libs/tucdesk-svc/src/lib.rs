@@ -26,4 +26,5 @@ pub mod outbox;
 pub mod ratelimit;
 pub mod redact;
 pub mod sql;
+pub mod status;
 pub mod testing;

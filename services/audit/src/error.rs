@@ -3,9 +3,8 @@
 //! Peers get a precise status code plus an `ErrorDetail` in the status details; internal
 //! causes go to the log where they happen, never to the peer.
 
-use prost::Message as _;
 use tonic::{Code, Status};
-use tucdesk_proto::v1::{ErrorDetail, RejectReason};
+use tucdesk_proto::v1::RejectReason;
 
 /// What a request (or the ingest loop) ran into.
 #[derive(Debug, thiserror::Error)]
@@ -57,25 +56,12 @@ impl AuditError {
     }
 }
 
-/// The metric label (and HTTP `error`) of a reject reason: its proto name without the prefix,
-/// lowercased.
-pub fn reason_label(reason: RejectReason) -> String {
-    reason
-        .as_str_name()
-        .trim_start_matches("REJECT_REASON_")
-        .to_ascii_lowercase()
-}
+pub use tucdesk_svc::status::reason_label;
 
 impl From<AuditError> for Status {
     fn from(err: AuditError) -> Self {
         let (code, reason) = err.code_and_reason();
-        let message = err.to_string();
-        let detail = ErrorDetail {
-            reason: reason as i32,
-            message: message.clone(),
-            ..Default::default()
-        };
-        Status::with_details(code, message, detail.encode_to_vec().into())
+        tucdesk_svc::status::with_detail(code, tucdesk_svc::status::detail(reason, err.to_string()))
     }
 }
 
@@ -123,6 +109,8 @@ pub enum StartError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
+    use tucdesk_proto::v1::ErrorDetail;
 
     #[test]
     fn statuses_carry_a_reason_and_hide_internal_causes() {

@@ -91,25 +91,15 @@ impl AuthError {
 impl From<AuthError> for Status {
     fn from(err: AuthError) -> Self {
         let (code, reason) = err.reason();
-        let retry_after_ms = match &err {
+        let mut detail = tucdesk_svc::status::detail(reason, err.to_string());
+        match &err {
             AuthError::Locked { retry_after } | AuthError::RateLimited { retry_after } => {
-                u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
+                detail.retry_after_ms = tucdesk_svc::status::retry_after_ms(*retry_after);
             }
-            _ => 0,
-        };
-        let min_protocol_version = match &err {
-            AuthError::UpdateRequired { min, .. } => *min,
-            _ => 0,
-        };
-        let message = err.to_string();
-        let detail = ErrorDetail {
-            reason: reason as i32,
-            message: message.clone(),
-            min_protocol_version,
-            retry_after_ms,
-            ..Default::default()
-        };
-        Status::with_details(code, message, detail.encode_to_vec().into())
+            AuthError::UpdateRequired { min, .. } => detail.min_protocol_version = *min,
+            _ => {}
+        }
+        tucdesk_svc::status::with_detail(code, detail)
     }
 }
 

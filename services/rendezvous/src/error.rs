@@ -148,30 +148,18 @@ fn session_code(reason: RejectReason) -> Code {
 impl From<RendezvousError> for Status {
     fn from(err: RendezvousError) -> Self {
         let (code, reason) = err.code_and_reason();
-        let retry_after_ms = match &err {
+        let mut detail = tucdesk_svc::status::detail(reason, err.to_string());
+        match &err {
             RendezvousError::RateLimited { retry_after } => {
-                u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
+                detail.retry_after_ms = tucdesk_svc::status::retry_after_ms(*retry_after);
             }
-            _ => 0,
-        };
-        let min_protocol_version = match &err {
-            RendezvousError::UpdateRequired { min, .. } => *min,
-            _ => 0,
-        };
-        let policy_result = match &err {
-            RendezvousError::SessionRefused { policy, .. } => policy.as_deref().cloned(),
-            _ => None,
-        };
-        let message = err.to_string();
-        let detail = ErrorDetail {
-            reason: reason as i32,
-            message: message.clone(),
-            min_protocol_version,
-            retry_after_ms,
-            policy_result,
-            trace_id: String::new(),
-        };
-        Status::with_details(code, message, detail.encode_to_vec().into())
+            RendezvousError::UpdateRequired { min, .. } => detail.min_protocol_version = *min,
+            RendezvousError::SessionRefused { policy, .. } => {
+                detail.policy_result = policy.as_deref().cloned();
+            }
+            _ => {}
+        }
+        tucdesk_svc::status::with_detail(code, detail)
     }
 }
 

@@ -96,10 +96,4 @@ impl RendezvousMetrics {
     }
 }
 
-/// The metric label of a reject reason: its proto name without the prefix, lowercased.
-pub fn reason_label(reason: tucdesk_proto::v1::RejectReason) -> String {
-    reason
-        .as_str_name()
-        .trim_start_matches("REJECT_REASON_")
-        .to_ascii_lowercase()
-}
+pub use tucdesk_svc::status::reason_label;
