@@ -23,12 +23,9 @@ use tucdesk_crypto::{
     EphemeralPublic, HandshakeError, Identity, PublicKey, SessionAnswer, SessionKeys, SessionOffer,
     Signature, hazmat,
 };
-use tucdesk_fuzz::{vector_array, vector_str};
+use tucdesk_fuzz::{MASK_LEN, masked, vector_array, vector_str};
 use tucdesk_proto::v1;
 use zeroize::Zeroizing;
-
-/// `e_pub (32) ‖ signature (64)`.
-const MASK_LEN: usize = X25519_LEN + 64;
 
 struct Fixture {
     agent: Identity,
@@ -84,20 +81,6 @@ fn session_id_ok(session_id: &str) -> bool {
 
 fn ephemeral(bytes: [u8; X25519_LEN]) -> tucdesk_crypto::EphemeralSecret {
     hazmat::ephemeral_secret_from_bytes(bytes)
-}
-
-/// XORs `mask` into `e_pub ‖ signature`.
-fn masked(
-    e_pub: &EphemeralPublic,
-    sig: &Signature,
-    mask: &[u8; MASK_LEN],
-) -> (EphemeralPublic, Signature) {
-    let mut e = e_pub.to_bytes();
-    let mut s = sig.to_bytes();
-    for (b, m) in e.iter_mut().chain(s.iter_mut()).zip(mask) {
-        *b ^= m;
-    }
-    (EphemeralPublic::from_bytes(e), Signature::from_bytes(s))
 }
 
 /// Agent side: an `Offer` from rendezvous.

@@ -18,16 +18,13 @@ use std::sync::OnceLock;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use tucdesk_crypto::handshake::X25519_LEN;
 use tucdesk_crypto::handshake::resume::{
     OperatorResume, ResumeAnswer, ResumeContext, ResumeOffer, agent_resume,
 };
 use tucdesk_crypto::{EphemeralPublic, HandshakeError, Identity, Signature, hazmat};
+use tucdesk_fuzz::{MASK_LEN, masked};
 use tucdesk_proto::v1;
 use zeroize::Zeroizing;
-
-/// `e_pub (32) ‖ signature (64)`.
-const MASK_LEN: usize = X25519_LEN + 64;
 
 struct Fixture {
     agent: Identity,
@@ -51,19 +48,6 @@ fn fixture() -> &'static Fixture {
             context,
         }
     })
-}
-
-fn masked(
-    e_pub: &EphemeralPublic,
-    sig: &Signature,
-    mask: &[u8; MASK_LEN],
-) -> (EphemeralPublic, Signature) {
-    let mut e = e_pub.to_bytes();
-    let mut s = sig.to_bytes();
-    for (b, m) in e.iter_mut().chain(s.iter_mut()).zip(mask) {
-        *b ^= m;
-    }
-    (EphemeralPublic::from_bytes(e), Signature::from_bytes(s))
 }
 
 fn decoded(body: &[u8]) -> Option<v1::resume_handshake::Kind> {
@@ -131,7 +115,10 @@ fn honest(body: &[u8]) {
     let (answer, agent_keys) =
         agent_resume(&fx.agent, &fx.context, epoch - 1, &offer).expect("honest offer accepted");
     let operator_keys = pending.finish(&answer).expect("honest answer accepted");
-    assert_eq!(operator_keys.transcript_hash(), agent_keys.transcript_hash());
+    assert_eq!(
+        operator_keys.transcript_hash(),
+        agent_keys.transcript_hash()
+    );
     assert_eq!(
         hazmat::session_key_bytes(&operator_keys),
         hazmat::session_key_bytes(&agent_keys)

@@ -52,6 +52,26 @@ pub fn vector_array<const N: usize>(pointer: &str) -> [u8; N] {
 
 /// Lowercase or uppercase hex to bytes; panics on malformed input (the
 /// vectors file is trusted).
+/// Length of the tamper mask the handshake targets apply: `e_pub (32) ‖ signature (64)`.
+pub const MASK_LEN: usize = tucdesk_crypto::handshake::X25519_LEN + 64;
+
+/// XORs `mask` into `e_pub ‖ signature` (a tampered half of a handshake).
+pub fn masked(
+    e_pub: &tucdesk_crypto::EphemeralPublic,
+    sig: &tucdesk_crypto::Signature,
+    mask: &[u8; MASK_LEN],
+) -> (tucdesk_crypto::EphemeralPublic, tucdesk_crypto::Signature) {
+    let mut e = e_pub.to_bytes();
+    let mut s = sig.to_bytes();
+    for (b, m) in e.iter_mut().chain(s.iter_mut()).zip(mask) {
+        *b ^= m;
+    }
+    (
+        tucdesk_crypto::EphemeralPublic::from_bytes(e),
+        tucdesk_crypto::Signature::from_bytes(s),
+    )
+}
+
 pub fn hex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd-length hex");
     (0..s.len())
